@@ -1,0 +1,1 @@
+"""The command implementations behind `python faust_app.py <command>`; plain functions, no Faust."""

@@ -1,0 +1,150 @@
+"""`evaluate`: honest figures for a model on labelled data, beside the two trivial baselines."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from commands.common import key_sequences, print_table
+from evaluation.baselines import unseen_set_rule, unseen_template_rule
+from evaluation.metrics import best_f1_over_thresholds, classification_report, threshold_sweep
+from evaluation.split import select
+from models.artefact import read_json, write_json
+from models.detector import Detector
+from sequences.readers import ReadOptions, read_dataset
+
+
+@dataclass
+class EvaluateRequest:
+    model: Path
+    input: Path
+    read: ReadOptions
+    fraction: tuple[float, float] | None = None
+    split: str | None = None
+    json_out: Path | None = None
+    plot_out: Path | None = None
+    provider: str = "auto"
+    progress: bool = True
+    batch_sequences: int = 512
+
+
+def read_options_from_model(config: dict, **overrides) -> ReadOptions:
+    """The grouping the model was trained with, unless the caller overrides parts of it."""
+    return ReadOptions.from_settings(config["input"], **overrides)
+
+
+def ranking_score(score) -> float:
+    return math.inf if score.unseen else score.miss_ratio
+
+
+def run_evaluate(request: EvaluateRequest) -> dict:
+    detector = Detector.load(request.model, request.provider)
+    dataset = read_dataset(request.input, request.read)
+    specs = select(dataset.sequences, request.fraction, request.split)
+    unlabelled = sum(1 for s in specs if s.label is None)
+    specs = [s for s in specs if s.label is not None]
+    if not specs:
+        raise ValueError("no labelled sequences to evaluate: pass --labels, --label-all, or a labelled format")
+    sequences = key_sequences(dataset, specs, detector.vocabulary)
+    labels = [bool(s.label) for s in specs]
+
+    scores = []
+    with tqdm(total=len(sequences), desc="scoring", unit="seq", disable=not request.progress) as bar:
+        for start in range(0, len(sequences), request.batch_sequences):
+            part = sequences[start : start + request.batch_sequences]
+            scores.extend(detector.score(part))
+            bar.update(len(part))
+    predictions = [detector.is_anomalous(s) for s in scores]
+
+    min_length = detector.config["detection"].get("min_scored_length", 10)
+    short = [i for i, score in enumerate(scores) if score.length < min_length]
+    baselines_file = Path(request.model) / "baselines.json"
+    training_sets = (
+        {frozenset(s) for s in read_json(baselines_file)["training_key_sets"]} if baselines_file.exists() else set()
+    )
+    baselines = {
+        "unseen template": classification_report(labels, unseen_template_rule(sequences)),
+        "unseen template set": classification_report(labels, unseen_set_rule(sequences, training_sets)),
+    }
+    sweep = threshold_sweep(labels, [ranking_score(s) for s in scores])
+    report = {
+        **classification_report(labels, predictions),
+        "sequences": len(sequences),
+        "anomalous_sequences": sum(labels),
+        "short_sequences": len(short),
+        "short_sequences_anomalous": sum(labels[i] for i in short),
+        "short_sequences_flagged": sum(predictions[i] for i in short),
+        "min_scored_length": min_length,
+        "unlabelled_sequences_skipped": unlabelled,
+        "open_sequences": sum(1 for s in specs if not s.closed),
+        "threshold": {
+            "miss_ratio": detector.settings.miss_ratio_threshold,
+            "surprise": detector.settings.surprise_threshold,
+            "top_g": detector.settings.top_g,
+            "chosen_on": "normal validation data at training time",
+        },
+        "baselines": baselines,
+        "best_f1_over_thresholds": best_f1_over_thresholds(labels, [ranking_score(s) for s in scores]),
+        "model_version": detector.version,
+        "provider": detector.provider,
+        "input": str(request.input),
+        "reader_counts": dataset.counts,
+    }
+    print_report(report)
+    if request.json_out:
+        write_json(Path(request.json_out), report)
+    if request.plot_out:
+        from evaluation.plots import plot_pr_curve
+
+        plot_pr_curve(sweep, report, baselines, Path(request.plot_out), f"{Path(request.input).name}")
+    return report
+
+
+def print_report(report: dict) -> None:
+    rows = [["rule", "precision", "recall", "F1", "tp", "fp", "tn", "fn"]]
+
+    def row(name: str, r: dict) -> list[str]:
+        return [
+            name,
+            f"{r['precision']:.3f}",
+            f"{r['recall']:.3f}",
+            f"{r['f1']:.3f}",
+            *(str(r[k]) for k in ("tp", "fp", "tn", "fn")),
+        ]
+
+    rows.append(row("LogBERT (calibrated threshold)", report))
+    for name, figures in report["baselines"].items():
+        rows.append(row(f"baseline: {name}", figures))
+    print_table(rows)
+    oracle = report["best_f1_over_thresholds"]
+    print(
+        f"\n{report['sequences']} sequences ({report['anomalous_sequences']} anomalous); "
+        f"{report['short_sequences']} shorter than {report['min_scored_length']} keys were scored too "
+        f"({report['short_sequences_anomalous']} anomalous, {report['short_sequences_flagged']} flagged)."
+    )
+    print(
+        f"threshold r = {report['threshold']['miss_ratio']:.4f} (top-g {report['threshold']['top_g']}), chosen on normal validation data"
+    )
+    print(
+        f"oracle only, not an operating point: best F1 over thresholds on these labels = {oracle['f1']:.3f} at r = {oracle['threshold']:.4f}"
+    )
+
+
+def request_from_flags(flags: dict) -> EvaluateRequest:
+    from commands.cli_options import fraction_from_flags, read_options_from_flags
+
+    config = read_json(Path(flags["model"]) / "config.json")
+    return EvaluateRequest(
+        model=Path(flags["model"]),
+        input=Path(flags["input_path"]),
+        read=read_options_from_flags(flags, saved=config.get("input", {})),
+        fraction=fraction_from_flags(flags),
+        split=flags.get("split"),
+        json_out=Path(flags["json_out"]) if flags.get("json_out") else None,
+        plot_out=Path(flags["plot_out"]) if flags.get("plot_out") else None,
+        provider=flags["provider"],
+        progress=flags["progress"],
+    )

@@ -1,0 +1,1 @@
+"""Honest evaluation: chronological splits, thresholds from normal data, baselines beside every figure."""

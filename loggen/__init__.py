@@ -1,0 +1,1 @@
+"""Synthetic logs with ground truth: HDFS-like block lifecycles and BGL-like node logs."""

@@ -1,0 +1,1 @@
+"""Raw log lines to log keys: presets, drain3 template mining and frozen matching."""

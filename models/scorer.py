@@ -1,0 +1,94 @@
+"""ONNX Runtime session for an exported LogBERT: CUDA when it really works, CPU otherwise.
+
+onnxruntime-gpu silently falls back to CPU when CUDA cannot be loaded, so the provider in
+use is read back from the session, never assumed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models.vocab import DIST, N_SPECIAL
+
+log = logging.getLogger(__name__)
+
+PROVIDER_CHOICES = ("auto", "cuda", "cpu")
+
+
+class ProviderUnavailable(RuntimeError):
+    pass
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # the CUDA provider's load failure is reported by us, once
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class OnnxScorer:
+    """Runs tokens (batch, length) int64 through the model; returns logits and DIST vectors."""
+
+    def __init__(self, model_path: Path, provider: str = "auto", threads: int | None = None) -> None:
+        provider = (provider or "auto").lower()
+        if provider not in PROVIDER_CHOICES:
+            raise ValueError(f"provider must be one of {PROVIDER_CHOICES}, not {provider!r}")
+        if not Path(model_path).is_file():
+            raise FileNotFoundError(f"ONNX model not found: {model_path}")
+        self.model_path = Path(model_path)
+        self.session = self._open(provider, threads)
+        self.provider = self.session.get_providers()[0]
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _open(self, provider: str, threads: int | None) -> ort.InferenceSession:
+        wants_cuda = provider == "cuda" or (
+            provider == "auto" and "CUDAExecutionProvider" in ort.get_available_providers() and nvidia_device_present()
+        )
+        if provider == "auto" and not wants_cuda:
+            log.info("scoring on CPU: no NVIDIA device or no CUDA-enabled onnxruntime")
+        if wants_cuda:
+            ort.set_default_logger_severity(3)
+            try:
+                if hasattr(ort, "preload_dlls"):
+                    ort.preload_dlls()  # CUDA/cuDNN libraries from the nvidia-* wheels, when present
+                session = ort.InferenceSession(
+                    str(self.model_path),
+                    _session_options(threads),
+                    providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+                )
+                if session.get_providers()[0] == "CUDAExecutionProvider" and self._smoke_test(session):
+                    return session
+                reason = "the CUDA provider did not load (no usable GPU or CUDA libraries)"
+            except Exception as error:  # onnxruntime raises plain RuntimeErrors here
+                reason = str(error).splitlines()[0]
+            if provider == "cuda":
+                raise ProviderUnavailable(f"CUDA was requested but is not usable: {reason}")
+            log.info("scoring on CPU: %s", reason)
+        return ort.InferenceSession(str(self.model_path), _session_options(threads), providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def _smoke_test(session: ort.InferenceSession) -> bool:
+        tokens = np.array([[DIST, N_SPECIAL]], dtype=np.int64)
+        try:
+            session.run(None, {session.get_inputs()[0].name: tokens})
+            return True
+        except Exception:
+            return False
+
+    def __call__(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, dist = self.session.run(None, {self.input_name: tokens})
+        return logits, dist
+
+
+def nvidia_device_present() -> bool:
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
+def default_provider() -> str:
+    return os.environ.get("LOGBERT_PROVIDER", "auto")

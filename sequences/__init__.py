@@ -1,0 +1,1 @@
+"""Grouping log records into key sequences: sessions by id, sliding time windows, dataset readers."""
