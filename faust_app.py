@@ -58,19 +58,19 @@ async def generate(self, **flags) -> None:
 
 @app.command(
     option(
-        "--workdir-demo",
-        "workdir",
+        "--out",
+        "demo_dir",
         default=os.environ.get("LOGBERT_DEMO_DIR", "demo-output"),
         type=click.Path(),
         help="Where the demo writes its logs and model (env LOGBERT_DEMO_DIR).",
     ),  # fmt: skip
     option("--retrain/--reuse", default=False, help="Retrain even if a cached demo model exists."),
 )
-async def demo(self, workdir: str, retrain: bool) -> None:
+async def demo(self, demo_dir: str, retrain: bool) -> None:
     """Generate logs, train a small model (or reuse it), evaluate, and show what it caught."""
     from commands.demo import run_demo
 
-    run_demo(Path(workdir), retrain=retrain)
+    run_demo(Path(demo_dir), retrain=retrain)
 
 
 __all__ = ["app", "read_options_from_flags"]

@@ -31,7 +31,7 @@ def plot_pr_curve(sweep: list[dict], operating: dict, baselines: dict[str, dict]
     points = sorted((r["recall"], r["precision"]) for r in sweep if r["tp"] + r["fp"] > 0)
     figure, axis = plt.subplots(figsize=(6, 5))
     if points:
-        axis.plot([p[0] for p in points], [p[1] for p in points], label="LogBERT, miss-ratio threshold swept")
+        axis.plot([p[0] for p in points], [p[1] for p in points], label="LogBERT, max-surprise threshold swept")
     axis.scatter([operating["recall"]], [operating["precision"]], color="red", zorder=3,
                  label=f"operating point (calibrated), F1 {operating['f1']:.3f}")  # fmt: skip
     for (name, figures), marker in zip(baselines.items(), ("s", "^", "D")):

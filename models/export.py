@@ -32,3 +32,15 @@ def export_onnx(model: LogBERT, path: Path) -> None:
         opset_version=ONNX_OPSET,
         dynamo=False,
     )
+
+
+def torch_forward(model: LogBERT):
+    """The torch-eager counterpart of OnnxScorer: same inputs, same outputs, as numpy."""
+    model.eval()
+
+    @torch.no_grad()
+    def forward(tokens):
+        logits, dist = model(torch.from_numpy(tokens))
+        return logits.numpy(), dist.numpy()
+
+    return forward

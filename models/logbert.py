@@ -36,19 +36,21 @@ class SelfAttention(nn.Module):
         super().__init__()
         assert config.d_model % config.n_head == 0
         self.n_head = config.n_head
+        self.width = config.d_model
+        self.scale = 1.0 / math.sqrt(config.d_model // config.n_head)
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, pad_bias: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        q, k, v = self.qkv(x).split(width, dim=2)
-        heads = lambda t: t.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)  # noqa: E731
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).split(self.width, dim=2)
+        heads = lambda t: t.view(batch, length, self.n_head, self.width // self.n_head).transpose(1, 2)  # noqa: E731
         q, k, v = heads(q), heads(k), heads(v)
         # Written out rather than fused so the ONNX graph is plain MatMul/Softmax on any opset.
-        attention = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1))) + pad_bias
+        attention = (q @ k.transpose(-2, -1)) * self.scale + pad_bias
         attention = self.dropout(F.softmax(attention, dim=-1))
-        y = (attention @ v).transpose(1, 2).contiguous().view(batch, length, width)
+        y = (attention @ v).transpose(1, 2).contiguous().view(batch, length, self.width)
         return self.dropout(self.proj(y))
 
 

@@ -148,7 +148,7 @@ def train_logbert(
 
     best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
     history: list[dict] = []
-    bar = tqdm(range(settings.epochs), desc="training", unit="epoch", disable=not settings.progress)
+    bar = tqdm(range(settings.epochs), desc="training", unit="epoch", disable=None if settings.progress else True)
     for epoch in bar:
         centre = compute_centre(model, train_chunks)  # recomputed each epoch (paper)
         model.train()

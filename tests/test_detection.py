@@ -1,0 +1,100 @@
+"""The detection rule with hand-made forward functions, so every count can be checked by hand."""
+
+import numpy as np
+import pytest
+
+from models.detection import DetectionSettings, is_anomalous, score_sequences, split_chunks
+from models.vocab import END, END_KEY, MASK, N_SPECIAL, OPEN_KEY, UNSEEN_KEY
+
+VOCAB = N_SPECIAL + 4  # four log keys
+
+
+def always_predicts(key: int):
+    """A forward function whose top prediction is always `key`, then END, then the other keys in order."""
+
+    def forward(tokens: np.ndarray):
+        logits = np.zeros((*tokens.shape, VOCAB), dtype=np.float32)
+        logits[..., N_SPECIAL + key] = 10.0
+        logits[..., END] = 5.0
+        return logits, np.ones((tokens.shape[0], 3), dtype=np.float32)
+
+    return forward
+
+
+def recording_forward(seen: list):
+    def forward(tokens):
+        seen.append(tokens.copy())
+        return always_predicts(0)(tokens)
+
+    return forward
+
+
+def settings(**overrides) -> DetectionSettings:
+    values = dict(top_g=1, mask_stride=2, max_len=8, miss_ratio_threshold=0.0)
+    values.update(overrides)
+    return DetectionSettings(**values)
+
+
+def test_every_position_is_masked_exactly_once():
+    seen: list = []
+    keys = [0, 1, 2, 3, 0, 1, END_KEY]
+    score_sequences([keys], recording_forward(seen), np.zeros(3), settings(mask_stride=3, max_len=64))
+    rows = np.concatenate(seen)
+    masked_counts = (rows == MASK).sum(axis=0)
+    assert masked_counts[0] == 0  # DIST never masked
+    assert list(masked_counts[1 : len(keys) + 1]) == [1] * len(keys)
+
+
+def test_misses_are_keys_outside_top_g():
+    scores = score_sequences([[0, 1, 0, 2, END_KEY]], always_predicts(0), np.zeros(3), settings())
+    s = scores[0]
+    assert (s.length, s.masked, s.misses, s.unseen) == (4, 5, 3, 0)  # 1, 2 and END miss at g=1
+    assert s.miss_ratio == pytest.approx(3 / 5)
+    assert [m.actual for m in s.missed] == [1, 2, END_KEY]
+    assert s.missed[0].expected == [0]
+    wider = score_sequences([[0, 1, 0, 2, END_KEY]], always_predicts(0), np.zeros(3), settings(top_g=2))[0]
+    assert wider.misses == 2  # END is second-best now
+
+
+def test_unseen_templates_always_miss_and_decide():
+    s = score_sequences([[0, UNSEEN_KEY, OPEN_KEY]], always_predicts(0), np.zeros(3), settings(top_g=99))[0]
+    assert s.unseen == 1 and s.misses == 1 and s.max_surprise == np.inf
+    assert is_anomalous(s, settings(miss_ratio_threshold=0.99))
+
+
+def test_open_marker_is_never_masked_or_counted():
+    s = score_sequences([[0, 0, OPEN_KEY]], always_predicts(0), np.zeros(3), settings())[0]
+    assert (s.length, s.masked, s.misses) == (2, 2, 0)
+
+
+def test_long_sequences_are_chunked_not_truncated():
+    keys = [0, 1] * 20 + [END_KEY]  # 41 positions, 7 keys per chunk
+    s = score_sequences([keys], always_predicts(0), np.zeros(3), settings())[0]
+    assert s.masked == 41
+    assert s.misses == 21  # twenty 1s and END
+    assert split_chunks(keys, 7)[-1] == [1, 0, 1, 0, 1, END_KEY]
+
+
+def test_scores_do_not_depend_on_the_batch():
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(VOCAB, VOCAB)).astype(np.float32)
+
+    def forward(tokens):
+        logits = weights[tokens] + np.cumsum(weights[tokens], axis=1) * 0.1
+        return logits, logits[:, 0, :3]
+
+    sequences = [[int(k) for k in rng.integers(0, 4, size=n)] + [END_KEY] for n in (3, 9, 1, 15)]
+    together = score_sequences(sequences, forward, np.zeros(3), settings(top_g=2, batch_rows=3))
+    alone = [score_sequences([s], forward, np.zeros(3), settings(top_g=2))[0] for s in sequences]
+    again = score_sequences(sequences, forward, np.zeros(3), settings(top_g=2, batch_rows=3))
+    for a, b, c in zip(together, alone, again):
+        assert (a.masked, a.misses, a.max_surprise) == (b.masked, b.misses, b.max_surprise)
+        assert (a.masked, a.misses, a.max_surprise) == (c.masked, c.misses, c.max_surprise)
+
+
+def test_decision_rule_thresholds():
+    s = score_sequences([[0, 1, 0, 0, END_KEY]], always_predicts(0), np.zeros(3), settings(top_g=2))[0]
+    assert s.misses == 1 and s.masked == 5
+    assert is_anomalous(s, settings(miss_ratio_threshold=0.1))  # 1 > 0.5
+    assert not is_anomalous(s, settings(miss_ratio_threshold=0.2))  # 1 > 1.0 is false
+    assert is_anomalous(s, settings(miss_ratio_threshold=0.2, surprise_threshold=1.0))

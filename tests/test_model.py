@@ -1,0 +1,160 @@
+"""The torch module, its losses, training reproducibility, ONNX export parity and the model directory."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from models.detection import DetectionSettings, score_sequences
+from models.export import export_onnx, torch_forward
+from models.logbert import LogBERT, LogBERTConfig, mlkp_loss, vhm_loss
+from models.scorer import OnnxScorer
+from models.train import TrainSettings, train_logbert
+from models.vocab import DIST, END_KEY, N_SPECIAL, PAD
+from tests.conftest import dataset
+
+TINY = dict(n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0, max_len=32)
+
+
+def test_mlkp_loss_counts_masked_positions_only():
+    logits = torch.zeros(1, 3, 4)
+    logits[0, 1, 2] = 10.0
+    targets = torch.tensor([[-100, 2, -100]])
+    assert mlkp_loss(logits, targets).item() == pytest.approx(0.0, abs=1e-3)
+    logits[0, 0, :] = torch.tensor([0.0, 50.0, 0.0, 0.0])  # unmasked position: ignored
+    assert mlkp_loss(logits, targets).item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_vhm_loss_is_mean_squared_distance_to_centre():
+    dist = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert vhm_loss(dist, torch.zeros(2)).item() == pytest.approx((1 + 4) / 2)
+
+
+def test_padding_does_not_change_real_positions():
+    torch.manual_seed(0)
+    model = LogBERT(LogBERTConfig(vocab_size=N_SPECIAL + 5, **TINY)).eval()
+    short = torch.tensor([[DIST, 6, 7, 8]])
+    padded = torch.tensor([[DIST, 6, 7, 8, PAD, PAD]])
+    with torch.no_grad():
+        a, da = model(short)
+        b, db = model(padded)
+    assert torch.allclose(a, b[:, :4], atol=1e-5)
+    assert torch.allclose(da, db, atol=1e-5)
+
+
+def _toy_sequences(n: int, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [[0, 1, *([2, 3] * int(rng.integers(1, 4))), 4, END_KEY] for _ in range(n)]
+
+
+def test_training_is_seeded_and_reproducible():
+    config = LogBERTConfig(vocab_size=N_SPECIAL + 5, **TINY)
+    settings = TrainSettings(epochs=2, batch_size=16, seed=5, progress=False)
+    first = train_logbert(_toy_sequences(60, 1), _toy_sequences(10, 2), config, settings)
+    second = train_logbert(_toy_sequences(60, 1), _toy_sequences(10, 2), config, settings)
+    for (name, a), (_, b) in zip(first.model.state_dict().items(), second.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert np.array_equal(first.centre, second.centre)
+    assert first.history == second.history
+
+
+def test_training_reduces_validation_loss():
+    config = LogBERTConfig(vocab_size=N_SPECIAL + 5, **TINY)
+    result = train_logbert(
+        _toy_sequences(200, 1), _toy_sequences(40, 2), config, TrainSettings(epochs=6, seed=1, progress=False)
+    )
+    assert result.history[-1]["val_mlkp"] < result.history[0]["val_mlkp"]
+
+
+def _assert_parity(model: LogBERT, sequences: list[list[int]], path, top_g: int) -> None:
+    export_onnx(model, path)
+    onnx_forward = OnnxScorer(path, provider="cpu")
+    eager = torch_forward(model)
+    settings = DetectionSettings(top_g=top_g, mask_stride=4, max_len=model.config.max_len, batch_rows=64)
+    # logits on the very batches the detector builds
+    captured = []
+
+    def both(tokens):
+        a, da = onnx_forward(tokens)
+        b, db = eager(tokens)
+        captured.append((np.abs(a - b).max(), np.abs(da - db).max()))
+        return a, da
+
+    onnx_scores = score_sequences(sequences, both, np.zeros(model.config.d_model), settings)
+    torch_scores = score_sequences(sequences, eager, np.zeros(model.config.d_model), settings)
+    assert max(c[0] for c in captured) < 1e-4
+    assert max(c[1] for c in captured) < 1e-4
+    for o, t in zip(onnx_scores, torch_scores):
+        assert (o.masked, o.misses) == (t.masked, t.misses)
+        assert [m.expected for m in o.missed] == [m.expected for m in t.missed]
+
+
+def test_onnx_matches_torch_on_generated_sequences(tmp_path):
+    config = LogBERTConfig(vocab_size=N_SPECIAL + 5, **{**TINY, "max_len": 16})
+    result = train_logbert(_toy_sequences(80, 3), [], config, TrainSettings(epochs=2, seed=3, progress=False))
+    long = [[0, 1, *([2, 3] * 20), 4, END_KEY]]  # chunked: longer than max_len
+    _assert_parity(result.model, _toy_sequences(50, 9) + long, tmp_path / "model.onnx", top_g=2)
+
+
+@pytest.mark.datasets
+def test_onnx_matches_torch_on_real_hdfs_sequences(tmp_path):
+    from commands.common import key_sequences
+    from logkeys.presets import get_preset
+    from logkeys.templates import mine_templates
+    from sequences.readers import ReadOptions, read_dataset
+
+    data = read_dataset(dataset("hdfs/HDFS_2000.log"), ReadOptions("hdfs"))
+    templates = mine_templates(data.contents, get_preset("hdfs"))
+    sequences = key_sequences(data, data.sequences, templates)
+    config = LogBERTConfig(vocab_size=len(templates) + N_SPECIAL, n_layer=2, n_head=2, d_model=32, d_ff=64, max_len=64)
+    result = train_logbert(sequences[:300], sequences[300:], config, TrainSettings(epochs=2, seed=2, progress=False))
+    _assert_parity(result.model, sequences, tmp_path / "model.onnx", top_g=6)
+
+
+def test_model_directory_is_validated(trained_model, tmp_path):
+    from models.artefact import ModelDirectoryError
+    from models.detector import Detector
+
+    detector = Detector.load(trained_model, provider="cpu")
+    assert detector.provider == "CPUExecutionProvider"
+    assert len(detector.version) == 12
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_model, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelDirectoryError, match="model.onnx"):
+        Detector.load(broken, provider="cpu")
+
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(trained_model, mismatched)
+    templates = json.loads((mismatched / "templates.json").read_text())
+    templates["templates"] = templates["templates"][:-1]
+    (mismatched / "templates.json").write_text(json.dumps(templates))
+    with pytest.raises(ModelDirectoryError, match="templates"):
+        Detector.load(mismatched, provider="cpu")
+
+    with pytest.raises(ModelDirectoryError, match="not found"):
+        Detector.load(tmp_path / "nowhere", provider="cpu")
+
+    no_config = tmp_path / "no_config"
+    shutil.copytree(trained_model, no_config)
+    (no_config / "config.json").unlink()
+    with pytest.raises(ModelDirectoryError, match="config.json"):
+        Detector.load(no_config, provider="cpu")
+
+
+def test_scores_are_deterministic_across_loads(trained_model, generated_hdfs):
+    from commands.common import key_sequences
+    from models.detector import Detector
+    from sequences.readers import ReadOptions, read_dataset
+
+    data = read_dataset(generated_hdfs[0], ReadOptions("hdfs"))
+    first = Detector.load(trained_model, provider="cpu")
+    sequences = key_sequences(data, data.sequences[-200:], first.vocabulary)
+    a = first.score(sequences)
+    b = Detector.load(trained_model, provider="cpu").score(list(reversed(sequences)))[::-1]
+    assert [(s.misses, round(s.max_surprise, 5), round(s.distance, 5)) for s in a] == [
+        (s.misses, round(s.max_surprise, 5), round(s.distance, 5)) for s in b
+    ]

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+
+from logkeys.presets import get_preset, parse_timestamp
+from logkeys.templates import UNSEEN, LineSplitter, TemplateSet, mine_templates
+from tests.conftest import dataset
+
+HDFS_LINE = (
+    "081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-1608999687919862906 "
+    "src: /10.250.19.102:54106 dest: /10.250.19.102:50010"
+)
+BGL_LINE = (
+    "KERNDTLB 1117869876 2005.06.04 R17-M1-N4-I:J18-U11 2005-06-04-00.24.36.222560 R17-M1-N4-I:J18-U11 "
+    "RAS KERNEL FATAL data TLB error interrupt"
+)
+
+
+def test_hdfs_header_split_and_timestamp():
+    preset = get_preset("hdfs")
+    content, fields = LineSplitter(preset).split(HDFS_LINE)
+    assert content.startswith("Receiving block blk_-1608999687919862906")
+    assert fields["component"] == "dfs.DataNode$DataXceiver"
+    assert parse_timestamp(preset, fields) == 1226262918.0  # 2008-11-09 20:35:18 UTC
+
+
+def test_bgl_header_split_keeps_level_and_label():
+    preset = get_preset("bgl")
+    content, fields = LineSplitter(preset).split(BGL_LINE)
+    assert content == "KERNEL FATAL data TLB error interrupt"
+    assert fields["label"] == "KERNDTLB"
+    assert fields["source"] == "R17-M1-N4-I:J18-U11"
+    assert parse_timestamp(preset, fields) is not None
+
+
+def test_masking_collapses_variable_parts_into_one_template():
+    lines = [
+        HDFS_LINE,
+        HDFS_LINE.replace("blk_-1608999687919862906", "blk_7503483334202473044").replace("10.250.19.102", "10.251.7.1"),
+    ]
+    templates = mine_templates(lines, get_preset("hdfs"))
+    assert len(templates) == 1
+    assert templates.templates[0].text == "Receiving block <BLK> src: /<IP> dest: /<IP>"
+
+
+def test_frozen_templates_never_grow_and_unknown_lines_are_unseen():
+    templates = mine_templates([HDFS_LINE], get_preset("hdfs"))
+    assert templates.parse(HDFS_LINE).key == 0
+    assert templates.parse("081109 203518 35 INFO dfs.FSNamesystem: something never seen before").key == UNSEEN
+    assert len(templates) == 1
+
+
+def test_templates_round_trip_through_plain_json(tmp_path):
+    templates = mine_templates([HDFS_LINE, BGL_LINE], get_preset("hdfs"))
+    templates.save(tmp_path / "templates.json")
+    data = json.loads((tmp_path / "templates.json").read_text())
+    assert "py/object" not in json.dumps(data)  # no jsonpickle markers
+    loaded = TemplateSet.load(tmp_path / "templates.json")
+    assert [t.text for t in loaded.templates] == [t.text for t in templates.templates]
+    assert loaded.parse(HDFS_LINE).key == templates.parse(HDFS_LINE).key
+
+
+def test_rejects_template_file_of_another_kind():
+    with pytest.raises(ValueError):
+        TemplateSet.from_json({"format": "something-else", "kind": "drain", "templates": []})
+
+
+@pytest.mark.datasets
+@pytest.mark.parametrize(
+    "preset, relative",
+    [("hdfs", "hdfs/HDFS_2000.log"), ("bgl", "loghub-2k/BGL/BGL_2k.log")],
+)
+def test_frozen_matcher_agrees_with_drain3_match_on_real_lines(preset, relative):
+    """Our matcher must give the template drain3's own match(..., 'always') gives."""
+    from drain3 import TemplateMiner
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    from logkeys.templates import make_masker
+
+    path = dataset(relative)
+    lines = path.read_text(errors="replace").splitlines()
+    p = get_preset(preset)
+    splitter = LineSplitter(p)
+    config = TemplateMinerConfig()
+    config.masking_instructions = make_masker(p).masking_instructions
+    config.drain_sim_th, config.drain_depth = p.sim_th, p.depth
+    config.drain_extra_delimiters = list(p.extra_delimiters)
+    miner = TemplateMiner(config=config)
+    for line in lines:
+        miner.add_log_message(splitter.split(line)[0])
+    ours = TemplateSet.from_json(
+        {
+            "format": "logbert-templates/1",
+            "kind": "drain",
+            "preset": preset,
+            "templates": [
+                {"event": f"T{c.cluster_id}", "template": c.get_template()}
+                for c in sorted(miner.drain.clusters, key=lambda c: c.cluster_id)
+            ],
+        }
+    )
+    by_event = {t.event: i for i, t in enumerate(ours.templates)}
+    for line in lines:
+        content = splitter.split(line)[0]
+        theirs = miner.match(content, full_search_strategy="always")
+        assert theirs is not None
+        assert ours.parse(line).key == by_event[f"T{theirs.cluster_id}"], line
+
+
+@pytest.mark.datasets
+def test_hdfs_2000_mines_a_small_template_set():
+    lines = dataset("hdfs/HDFS_2000.log").read_text().splitlines()
+    templates = mine_templates(lines, get_preset("hdfs"))
+    assert 8 <= len(templates) <= 30
+    assert all(templates.parse(line).key != UNSEEN for line in lines)
