@@ -51,6 +51,8 @@ train_options = [
     option("--top-g", type=int, default=None, help="Candidates per masked key (default 6 sessions, 15 windows)."),
     option("--mask-stride", type=int, default=None, help="Scoring masks every k-th key per pass (default 4)."),
     option("--epochs", type=int, default=None, help="Upper bound on epochs (early stopping may end sooner)."),
+    option("--surprise-rule/--no-surprise-rule", default=None,
+           help="Also flag a key the model finds very unlikely (default: on for sessions, off for windows)."),
     option("--seed", type=int, default=1234),
     option("--templates", "templates_csv", type=click.Path(exists=True, dir_okay=False), default=None,
            help="EventId,EventTemplate CSV naming the events of an event format."),

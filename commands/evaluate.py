@@ -49,6 +49,21 @@ def oracle_best_f1(labels: list[bool], scores) -> dict:
     return {**best[name], "score": name, "per_score": {n: round(b["f1"], 4) for n, b in best.items()}}
 
 
+def separability(labels: list[bool], sequences: list[list[int]]) -> dict:
+    """DIAGNOSTIC, computed with the test labels: anomalous sequences whose keys are exactly those
+    of a normal sequence here. No detector that sees only keys can flag one without the other."""
+    normal = {tuple(k) for k, y in zip(sequences, labels) if not y}
+    identical = sum(1 for k, y in zip(sequences, labels) if y and tuple(k) in normal)
+    anomalous = sum(labels)
+    reachable = (anomalous - identical) / anomalous if anomalous else 0.0
+    return {
+        "anomalous_identical_to_a_normal_sequence": identical,
+        "recall_reachable_without_false_alarms": reachable,
+        "f1_ceiling_at_precision_1": 2 * reachable / (1 + reachable) if reachable else 0.0,
+        "note": "diagnostic from the test labels, not a result",
+    }
+
+
 def run_evaluate(request: EvaluateRequest) -> dict:
     detector = Detector.load(request.model, request.provider)
     dataset = read_dataset(request.input, request.read)
@@ -97,6 +112,7 @@ def run_evaluate(request: EvaluateRequest) -> dict:
         },
         "baselines": baselines,
         "best_f1_over_thresholds": oracle_best_f1(labels, scores),
+        "separability": separability(labels, sequences),
         "model_version": detector.version,
         "provider": detector.provider,
         "input": str(request.input),
@@ -134,11 +150,21 @@ def print_report(report: dict) -> None:
         f"{report['short_sequences']} shorter than {report['min_scored_length']} keys were scored too "
         f"({report['short_sequences_anomalous']} anomalous, {report['short_sequences_flagged']} flagged)."
     )
+    surprise = report["threshold"]["surprise"]
+    separable = report["separability"]
+    if separable["anomalous_identical_to_a_normal_sequence"]:
+        print(
+            f"{separable['anomalous_identical_to_a_normal_sequence']} anomalous sequences have exactly the keys of a "
+            f"normal one here: without false alarms, recall can reach at most "
+            f"{separable['recall_reachable_without_false_alarms']:.3f} (F1 {separable['f1_ceiling_at_precision_1']:.3f})."
+        )
     print(
-        f"threshold r = {report['threshold']['miss_ratio']:.4f} (top-g {report['threshold']['top_g']}), chosen on normal validation data"
+        f"thresholds chosen on normal validation data: miss ratio r = {report['threshold']['miss_ratio']:.4f} "
+        f"(top-g {report['threshold']['top_g']}), max surprise = {'off' if surprise is None else f'{surprise:.3f}'}"
     )
     print(
-        f"oracle only, not an operating point: best F1 over thresholds on these labels = {oracle['f1']:.3f} at r = {oracle['threshold']:.4f}"
+        "oracle only, not an operating point: best F1 over single thresholds on these labels = "
+        f"{oracle['f1']:.3f} ({oracle['score']} > {oracle['threshold']:.4f})"
     )
 
 

@@ -42,6 +42,7 @@ class TrainRequest:
     mask_stride: int | None = None
     epochs: int | None = None
     seed: int = 1234
+    surprise_rule: bool | None = None  # default: on for sessions, off for windows
     templates_csv: Path | None = None
     progress: bool = True
     force: bool = False
@@ -107,6 +108,7 @@ def run_train(request: TrainRequest) -> dict:
             "top_g": request.top_g or DEFAULT_TOP_G[grouping],
             "mask_stride": request.mask_stride or max(2, round(1 / settings.mask_ratio) * 2),
             "target_fpr": request.target_fpr,
+            "surprise_rule": grouping == "session" if request.surprise_rule is None else request.surprise_rule,
             "miss_ratio_threshold": 0.0,
             "surprise_threshold": None,
             "min_scored_length": MIN_SCORED_LENGTH,
@@ -143,7 +145,8 @@ def calibrate(config: dict, vocabulary, out: Path, normal_keys: list[list[int]],
 
     r (miss ratio, the paper's rule) takes what it needs of the false-positive budget first;
     the surprise threshold (max -log p of an actual key) takes the rest, so a key the model
-    finds very unlikely is flagged even when it sits inside the top-g."""
+    finds very unlikely is flagged even when it sits inside the top-g. Windows interleave many
+    sources, so the order of their keys says little: there the surprise rule is off by default."""
     scorer = OnnxScorer(out / "model.onnx", provider="cpu")
     detector = Detector(config, vocabulary, scorer, scorer.provider)
     scores = [s for s in detector.score(normal_keys) if s.unseen == 0]  # unseen ones are flagged regardless
@@ -151,7 +154,9 @@ def calibrate(config: dict, vocabulary, out: Path, normal_keys: list[list[int]],
     flagged_by_r = [s.misses > r * s.masked for s in scores]
     budget = max(0.0, target_fpr - sum(flagged_by_r) / max(len(scores), 1))
     rest = [s.max_surprise for s, flagged in zip(scores, flagged_by_r) if not flagged]
-    surprise = threshold_at_fpr(rest, budget * len(scores) / max(len(rest), 1)) if rest else None
+    surprise = None
+    if config["detection"]["surprise_rule"] and rest:
+        surprise = threshold_at_fpr(rest, budget * len(scores) / max(len(rest), 1))
     detector = detector.with_thresholds(r, surprise)
     flagged = [detector.is_anomalous(s) for s in detector.score(normal_keys)]
     return {
@@ -185,6 +190,7 @@ def request_from_flags(flags: dict) -> TrainRequest:
         epochs=flags.get("epochs"),
         seed=flags["seed"],
         templates_csv=Path(flags["templates_csv"]) if flags.get("templates_csv") else None,
+        surprise_rule=flags.get("surprise_rule"),
         progress=flags["progress"],
         force=flags["force"],
     )
