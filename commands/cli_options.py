@@ -44,7 +44,7 @@ train_options = [
     *input_options,
     option("--out", required=True, type=click.Path(file_okay=False), help="Model directory to write."),
     option("--preset", type=click.Choice(["small", "paper"]), default="small", help="Model size."),
-    option("--fpr", "target_fpr", type=float, default=0.001,
+    option("--fpr", "target_fpr", type=float, default=0.005,
            help="False-positive rate allowed on normal validation data when choosing thresholds."),
     option("--validation-fraction", type=float, default=0.2,
            help="Latest share of the normal training sequences held out for early stopping and calibration."),
@@ -63,6 +63,9 @@ train_options = [
 evaluate_options = [
     *input_options,
     option("--model", required=True, type=click.Path(exists=True, file_okay=False), help="Model directory."),
+    option("--fpr", "target_fpr", type=float, default=None,
+           help="Move the operating point to this false-positive rate, from the model's stored normal "
+                "validation scores (never from the test labels). Default: the model's own thresholds."),
     option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON."),
     option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
            help="Write the precision-recall curve PNG."),

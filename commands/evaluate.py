@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from commands.common import key_sequences, print_table
 from evaluation.baselines import unseen_set_rule, unseen_template_rule
+from evaluation.calibration import ValidationScores, choose_thresholds
 from evaluation.metrics import best_f1_over_thresholds, classification_report, threshold_sweep
 from evaluation.split import select
 from models.artefact import read_json, write_json
@@ -27,6 +28,7 @@ class EvaluateRequest:
     json_out: Path | None = None
     plot_out: Path | None = None
     provider: str = "auto"
+    target_fpr: float | None = None  # re-derive thresholds from calibration.json at this rate
     progress: bool = True
     batch_sequences: int = 512
 
@@ -66,6 +68,12 @@ def separability(labels: list[bool], sequences: list[list[int]]) -> dict:
 
 def run_evaluate(request: EvaluateRequest) -> dict:
     detector = Detector.load(request.model, request.provider)
+    calibrated_at = detector.config["detection"].get("target_fpr")
+    if request.target_fpr is not None:
+        stored = ValidationScores.from_json(read_json(Path(request.model) / "calibration.json")["validation_scores"])
+        chosen = choose_thresholds(stored, request.target_fpr, detector.config["detection"].get("surprise_rule", True))
+        detector = detector.with_thresholds(chosen["miss_ratio_threshold"], chosen["surprise_threshold"])
+        calibrated_at = request.target_fpr
     dataset = read_dataset(request.input, request.read)
     specs = select(dataset.sequences, request.fraction, request.split)
     unlabelled = sum(1 for s in specs if s.label is None)
@@ -108,7 +116,8 @@ def run_evaluate(request: EvaluateRequest) -> dict:
             "miss_ratio": detector.settings.miss_ratio_threshold,
             "surprise": detector.settings.surprise_threshold,
             "top_g": detector.settings.top_g,
-            "chosen_on": "normal validation data at training time",
+            "target_fpr": calibrated_at,
+            "chosen_on": "normal validation data (no test labels)",
         },
         "baselines": baselines,
         "best_f1_over_thresholds": oracle_best_f1(labels, scores),
@@ -159,7 +168,7 @@ def print_report(report: dict) -> None:
             f"{separable['recall_reachable_without_false_alarms']:.3f} (F1 {separable['f1_ceiling_at_precision_1']:.3f})."
         )
     print(
-        f"thresholds chosen on normal validation data: miss ratio r = {report['threshold']['miss_ratio']:.4f} "
+        f"thresholds chosen on normal validation data at FPR {report['threshold']['target_fpr']}: miss ratio r = {report['threshold']['miss_ratio']:.4f} "
         f"(top-g {report['threshold']['top_g']}), max surprise = {'off' if surprise is None else f'{surprise:.3f}'}"
     )
     print(
@@ -181,5 +190,6 @@ def request_from_flags(flags: dict) -> EvaluateRequest:
         json_out=Path(flags["json_out"]) if flags.get("json_out") else None,
         plot_out=Path(flags["plot_out"]) if flags.get("plot_out") else None,
         provider=flags["provider"],
+        target_fpr=flags.get("target_fpr"),
         progress=flags["progress"],
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from commands.common import MIN_SCORED_LENGTH, key_sequences, log
 from evaluation.baselines import key_sets
-from evaluation.calibration import threshold_at_fpr
+from evaluation.calibration import ValidationScores, choose_thresholds
 from evaluation.split import select, train_validation
 from logkeys.events import EventVocabulary
 from logkeys.presets import get_preset
@@ -37,7 +37,7 @@ class TrainRequest:
     fraction: tuple[float, float] | None = None  # chronological range of sequences to train on
     split: str | None = None  # or a split named in the file (sequences-csv)
     validation_fraction: float = 0.2
-    target_fpr: float = 0.001
+    target_fpr: float = 0.005
     top_g: int | None = None
     mask_stride: int | None = None
     epochs: int | None = None
@@ -142,30 +142,22 @@ def run_train(request: TrainRequest) -> dict:
 
 def calibrate(config: dict, vocabulary, out: Path, normal_keys: list[list[int]], target_fpr: float) -> dict:
     """Thresholds from normal validation sequences, scored exactly as in serving (ONNX, CPU).
-
-    r (miss ratio, the paper's rule) takes what it needs of the false-positive budget first;
-    the surprise threshold (max -log p of an actual key) takes the rest, so a key the model
-    finds very unlikely is flagged even when it sits inside the top-g. Windows interleave many
-    sources, so the order of their keys says little: there the surprise rule is off by default."""
+    Windows interleave many sources, so the order of their keys says little: there the
+    surprise rule is off by default."""
     scorer = OnnxScorer(out / "model.onnx", provider="cpu")
     detector = Detector(config, vocabulary, scorer, scorer.provider)
-    scores = [s for s in detector.score(normal_keys) if s.unseen == 0]  # unseen ones are flagged regardless
-    r = threshold_at_fpr([s.miss_ratio for s in scores], target_fpr)
-    flagged_by_r = [s.misses > r * s.masked for s in scores]
-    budget = max(0.0, target_fpr - sum(flagged_by_r) / max(len(scores), 1))
-    rest = [s.max_surprise for s, flagged in zip(scores, flagged_by_r) if not flagged]
-    surprise = None
-    if config["detection"]["surprise_rule"] and rest:
-        surprise = threshold_at_fpr(rest, budget * len(scores) / max(len(rest), 1))
-    detector = detector.with_thresholds(r, surprise)
-    flagged = [detector.is_anomalous(s) for s in detector.score(normal_keys)]
+    scores = detector.score(normal_keys)
+    validation = ValidationScores.from_scores(scores)
+    write_json(out / "calibration.json", {"validation_scores": validation.to_json()})
+    chosen = choose_thresholds(validation, target_fpr, config["detection"]["surprise_rule"])
+    seen = [s for s in scores if s.unseen == 0]
     return {
-        "thresholds": {"miss_ratio_threshold": r, "surprise_threshold": surprise},
+        "thresholds": {k: chosen[k] for k in ("miss_ratio_threshold", "surprise_threshold")},
         "validation_sequences": len(normal_keys),
-        "validation_with_unseen_template": len(normal_keys) - len(scores),
-        "validation_fpr_at_threshold": sum(flagged) / max(len(flagged), 1),
-        "validation_miss_ratio_quantiles": _quantiles([s.miss_ratio for s in scores]),
-        "validation_max_surprise_quantiles": _quantiles([s.max_surprise for s in scores]),
+        "validation_with_unseen_template": len(normal_keys) - len(seen),
+        "validation_fpr_at_threshold": chosen["validation_fpr"],
+        "validation_miss_ratio_quantiles": _quantiles([s.miss_ratio for s in seen]),
+        "validation_max_surprise_quantiles": _quantiles([s.max_surprise for s in seen]),
     }
 
 

@@ -52,7 +52,7 @@ class DetectionSettings:
     top_g: int
     mask_stride: int
     max_len: int  # model positions, DIST included
-    miss_ratio_threshold: float = 0.0  # r: anomalous when misses > r * masked
+    miss_ratio_threshold: float = 0.0  # r: anomalous when misses / masked > r
     surprise_threshold: float | None = None  # optional: anomalous when max_surprise > this
     batch_rows: int = 512
     explain_limit: int = 20  # missed positions kept per sequence for explanations
@@ -65,7 +65,7 @@ class DetectionSettings:
 def is_anomalous(score: SequenceScore, settings: DetectionSettings) -> bool:
     if score.unseen > 0:
         return True
-    if score.misses > settings.miss_ratio_threshold * score.masked:
+    if score.miss_ratio > settings.miss_ratio_threshold:
         return True
     return settings.surprise_threshold is not None and score.max_surprise > settings.surprise_threshold
 

@@ -39,7 +39,15 @@ def test_train_and_detect_on_generated_logs(trained_model, generated_hdfs, tmp_p
 
 def test_model_directory_holds_plain_files_only(trained_model):
     names = sorted(p.name for p in trained_model.iterdir())
-    assert names == ["baselines.json", "config.json", "loss_curve.png", "metrics.json", "model.onnx", "templates.json"]
+    assert names == [
+        "baselines.json",
+        "calibration.json",
+        "config.json",
+        "loss_curve.png",
+        "metrics.json",
+        "model.onnx",
+        "templates.json",
+    ]
     config = json.loads((trained_model / "config.json").read_text())
     for key in ("model", "training", "input", "detection", "centre", "data", "version"):
         assert key in config

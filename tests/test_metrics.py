@@ -61,3 +61,22 @@ def test_chronological_selection_and_validation_split():
     assert [s.id for s in validation] == ["5"]  # the latest normal ones
     with pytest.raises(ValueError):
         parse_range("0.7:0.2")
+
+
+def test_choose_thresholds_spends_the_budget_in_order():
+    from evaluation.calibration import ValidationScores, choose_thresholds
+
+    n = 200
+    scores = ValidationScores(
+        misses=[0] * (n - 1) + [3],
+        masked=[10] * n,
+        unseen=[0] * (n - 2) + [1, 0],
+        max_surprise=[float(i) for i in range(n - 2)] + [float("inf"), 50.0],
+    )
+    chosen = choose_thresholds(scores, target_fpr=0.02, surprise_rule=True)
+    assert chosen["miss_ratio_threshold"] == 0.0  # one sequence (0.5%) misses: within budget
+    assert chosen["validation_fpr"] <= 0.02 + 1 / n  # plus the one with an unseen template
+    off = choose_thresholds(scores, target_fpr=0.02, surprise_rule=False)
+    assert off["surprise_threshold"] is None
+    again = ValidationScores.from_json(scores.to_json())
+    assert again == scores

@@ -80,6 +80,10 @@ def _assert_parity(model: LogBERT, sequences: list[list[int]], path, top_g: int)
         a, da = onnx_forward(tokens)
         b, db = eager(tokens)
         captured.append((np.abs(a - b).max(), np.abs(da - db).max()))
+        real = tokens != PAD
+        top_onnx = np.sort(np.argsort(-a, axis=-1)[..., :top_g], axis=-1)[real]
+        top_torch = np.sort(np.argsort(-b, axis=-1)[..., :top_g], axis=-1)[real]
+        assert np.array_equal(top_onnx, top_torch)  # the same top-g set at every real position
         return a, da
 
     onnx_scores = score_sequences(sequences, both, np.zeros(model.config.d_model), settings)
