@@ -1,0 +1,75 @@
+"""Kafka message values to log lines.
+
+A value is a raw line (UTF-8 text), several lines separated by newlines (as shippers batch
+them), a JSON object with the line and optional timestamp/source fields, or a JSON array of
+lines or such objects. What cannot be decoded goes to the dead-letter topic with a reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+LINE_FIELDS = ("line", "message", "log", "msg")
+MAX_LINE_BYTES = 64 * 1024  # longer lines are cut here (and counted), never allowed to blow up memory
+
+
+@dataclass(frozen=True)
+class RawLine:
+    text: str
+    timestamp: float | None = None  # from the JSON envelope; else parsed from the line, else arrival time
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    value: bytes
+
+
+def _from_object(item: object) -> RawLine | None:
+    if isinstance(item, str):
+        return RawLine(item)
+    if isinstance(item, dict):
+        text = next((item[f] for f in LINE_FIELDS if isinstance(item.get(f), str)), None)
+        if text is None:
+            return None
+        ts = item.get("timestamp", item.get("@timestamp"))
+        timestamp = float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else None
+        source = item.get("source", item.get("host"))
+        return RawLine(text, timestamp, source if isinstance(source, str) else None)
+    return None
+
+
+def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[RawLine], Rejected | None]:
+    """Lines in the value, or why it was rejected. value_format: auto, text or json."""
+    if not value:
+        return [], Rejected("empty value", value or b"")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return [], Rejected(f"not UTF-8: {error.reason} at byte {error.start}", value)
+    stripped = text.lstrip()
+    looks_json = stripped[:1] in ("{", "[")
+    if value_format == "json" or (value_format == "auto" and looks_json):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as error:
+            if value_format == "json":
+                return [], Rejected(f"invalid JSON: {error.msg}", value)
+            parsed = None  # a text line that merely starts with a bracket
+        if parsed is not None:
+            items = parsed if isinstance(parsed, list) else [parsed]
+            lines = [_from_object(item) for item in items]
+            if not lines or any(line is None for line in lines):
+                return [], Rejected("JSON of the wrong shape: expected a line, an object with 'line', or a list", value)
+            return [_bounded(line) for line in lines if line.text.strip()], None
+    lines = [RawLine(line) for line in text.splitlines() if line.strip()]
+    if not lines:
+        return [], Rejected("no log line in the value", value)
+    return [_bounded(line) for line in lines], None
+
+
+def _bounded(line: RawLine) -> RawLine:
+    if len(line.text) <= MAX_LINE_BYTES:
+        return line
+    return RawLine(line.text[:MAX_LINE_BYTES], line.timestamp, line.source)

@@ -1,0 +1,71 @@
+"""Incremental session windows in event time, the streaming twin of sequences/sessions.py.
+
+A session closes (END) when the event-time watermark passes its last record by the idle
+timeout, or is cut (OPEN) at max_keys, the next records starting a new part. The state is a
+plain mapping of session key -> OpenSession dicts, so a Faust Table with a changelog can hold
+it and a restarted worker continues where the old one stopped."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ClosedSequence:
+    session: str
+    part: int  # 0 for the first max_keys keys, 1 for the next, ...
+    keys: list[int]
+    start: float
+    end: float
+    closed: bool  # True: ended by idle timeout (END); False: cut at max length or flushed (OPEN)
+    origins: dict[str, list[int]] = field(default_factory=dict)  # "topic/partition" -> [first, last] offset
+
+
+def _new(part: int, ts: float) -> dict:
+    return {"part": part, "keys": [], "start": ts, "end": ts, "origins": {}}
+
+
+class SessionWindower:
+    def __init__(self, idle_timeout: float, max_keys: int) -> None:
+        if idle_timeout <= 0 or max_keys <= 0:
+            raise ValueError("idle timeout and max keys must be positive")
+        self.idle_timeout = idle_timeout
+        self.max_keys = max_keys
+
+    def add(
+        self, state: MutableMapping[str, dict], session: str, key: int, ts: float, origin: str, offset: int
+    ) -> list[ClosedSequence]:
+        """Appends one key; returns the part it completed when max_keys was reached."""
+        current = state.get(session) or _new(0, ts)
+        current["keys"].append(key)
+        current["start"] = min(current["start"], ts)
+        current["end"] = max(current["end"], ts)
+        span = current["origins"].setdefault(origin, [offset, offset])
+        span[0], span[1] = min(span[0], offset), max(span[1], offset)
+        if len(current["keys"]) >= self.max_keys:
+            state[session] = _new(current["part"] + 1, ts)
+            return [self._close(session, current, closed=False)]
+        state[session] = current  # reassign: a Faust Table records the change only on assignment
+        return []
+
+    def expire(self, state: MutableMapping[str, dict], watermark: float) -> list[ClosedSequence]:
+        """Closes every session idle for the timeout at this event time."""
+        closed = []
+        for session in [s for s, v in state.items() if watermark - v["end"] >= self.idle_timeout]:
+            value = state.pop(session)
+            if value["keys"]:  # a part emptied by a max-length cut is dropped silently
+                closed.append(self._close(session, value, closed=True))
+        return closed
+
+    def flush(self, state: MutableMapping[str, dict]) -> list[ClosedSequence]:
+        """Emits every open session as still open (end of a replay)."""
+        out = [self._close(s, state.pop(s), closed=False) for s in [s for s, v in state.items() if v["keys"]]]
+        return out
+
+    @staticmethod
+    def _close(session: str, value: dict, closed: bool) -> ClosedSequence:
+        return ClosedSequence(
+            session, value["part"], list(value["keys"]), value["start"], value["end"], closed,
+            {k: list(v) for k, v in value["origins"].items()},
+        )  # fmt: skip

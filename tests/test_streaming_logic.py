@@ -1,0 +1,98 @@
+"""The broker-free logic behind the agents: message decoding, incremental windows, alerts."""
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.detection import MissedKey, SequenceScore
+from streaming.alerts import alert_id, build_alert, load_schema
+from streaming.messages import MAX_LINE_BYTES, decode_value
+from streaming.windows import ClosedSequence, SessionWindower
+
+
+def test_decodes_text_shipper_batches_and_json_envelopes():
+    lines, rejected = decode_value(b"first line\nsecond line\n\n")
+    assert rejected is None and [x.text for x in lines] == ["first line", "second line"]
+    lines, _ = decode_value(json.dumps({"line": "x", "timestamp": 12.5, "source": "n1"}).encode())
+    assert (lines[0].text, lines[0].timestamp, lines[0].source) == ("x", 12.5, "n1")
+    lines, _ = decode_value(json.dumps(["a", {"message": "b"}]).encode())
+    assert [x.text for x in lines] == ["a", "b"]
+    lines, _ = decode_value(b"[INFO] a text line that starts with a bracket")
+    assert lines[0].text.startswith("[INFO]")
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (b"", "empty"),
+        (b"\xff\xfe broken", "not UTF-8"),
+        (json.dumps({"no_line": 1}).encode(), "wrong shape"),
+        (json.dumps([1, 2]).encode(), "wrong shape"),
+        (b"\n\n  \n", "no log line"),
+    ],
+)
+def test_rejects_with_a_reason_and_the_original_bytes(value, reason):
+    lines, rejected = decode_value(value)
+    assert lines == [] and reason in rejected.reason and rejected.value == value
+
+
+def test_huge_lines_are_bounded():
+    lines, _ = decode_value(b"x" * (1024 * 1024))
+    assert len(lines[0].text) == MAX_LINE_BYTES
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_random_bytes_never_raise(value):
+    lines, rejected = decode_value(value)
+    assert (rejected is None) != (lines == [])
+
+
+def test_sessions_close_on_event_time_idle_and_split_at_max_length():
+    windower = SessionWindower(idle_timeout=60, max_keys=3)
+    state: dict = {}
+    assert windower.add(state, "a", 1, 0.0, "logs-raw/0", 10) == []
+    windower.add(state, "b", 2, 5.0, "logs-raw/0", 11)
+    windower.add(state, "a", 3, 10.0, "logs-raw/1", 4)
+    cut = windower.add(state, "a", 4, 20.0, "logs-raw/0", 12)
+    assert [(c.session, c.part, c.keys, c.closed) for c in cut] == [("a", 0, [1, 3, 4], False)]
+    assert cut[0].origins == {"logs-raw/0": [10, 12], "logs-raw/1": [4, 4]}
+    windower.add(state, "a", 5, 30.0, "logs-raw/0", 13)
+    assert windower.expire(state, watermark=64.0) == []
+    closed = windower.expire(state, watermark=65.0)
+    assert [(c.session, c.keys, c.closed) for c in closed] == [("b", [2], True)]
+    closed = windower.expire(state, watermark=90.0)
+    assert [(c.session, c.part, c.keys, c.closed) for c in closed] == [("a", 1, [5], True)]
+    assert state == {}
+    json.dumps(state)  # plain data, fit for a changelogged table
+
+
+def test_flush_emits_open_sessions_as_open():
+    windower = SessionWindower(idle_timeout=60, max_keys=10)
+    state: dict = {}
+    windower.add(state, "a", 1, 0.0, "t/0", 0)
+    assert [(c.session, c.closed) for c in windower.flush(state)] == [("a", False)]
+
+
+def _alert(sequence: ClosedSequence) -> dict:
+    score = SequenceScore(length=3, masked=4, misses=2, unseen=1, max_surprise=float("inf"), mean_surprise=1.0,
+                          distance=0.5, missed=[MissedKey(1, -1, [0, 2], 0.0)])  # fmt: skip
+    explanation = [{"position": 1, "actual": "<unseen template>" + "x" * 2000, "actual_probability": 0.0,
+                    "expected": ["Receiving block <BLK>", "<end of sequence>"]}]  # fmt: skip
+    return build_alert(sequence, score, explanation, "abc123", 0.1, 5.0, detected_at=1_700_000_000.0)
+
+
+def test_alerts_validate_against_the_schema_and_ids_are_deterministic():
+    sequence = ClosedSequence("blk_1", 0, [1, 2, 3], 1.0, 9.0, True, {"logs-raw/0": [5, 9]})
+    alert = _alert(sequence)
+    jsonschema.validate(alert, load_schema())
+    assert alert == _alert(ClosedSequence("blk_1", 0, [1, 2, 3], 1.0, 9.0, True, {"logs-raw/0": [5, 9]}))
+    assert len(alert["missed_positions"][0]["actual"]) <= 512
+    other = ClosedSequence("blk_1", 0, [1, 2, 3], 1.0, 9.0, True, {"logs-raw/0": [6, 9]})
+    assert alert_id("abc123", other) != alert["alert_id"]
+    assert alert["source"] == [{"topic": "logs-raw", "partition": 0, "first_offset": 5, "last_offset": 9}]
+    assert np.isfinite(alert["distance"])
