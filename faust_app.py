@@ -1,11 +1,12 @@
-"""logbert-stream: the Faust app and its commands.
+"""logbert-stream: the Faust app, its topics, table and agents, and its commands.
 
-    python faust_app.py generate --kind hdfs --out data/gen
-    python faust_app.py train    --input data/gen/hdfs.log --format hdfs --labels data/gen/hdfs_labels.csv --out model
-    python faust_app.py evaluate --model model --input data/gen/hdfs.log --format hdfs --labels data/gen/hdfs_labels.csv
-    python faust_app.py demo
+    logs-raw ──parse──▶ {app}-keys ──window──▶ {app}-sequences ──score──▶ logbert-alerts
+               └──▶ logbert-dlq      (open sessions: Table logbert-open-sessions, changelogged)
 
-The commands' logic lives in `commands/` (plain functions); this file only wires it to Faust's CLI.
+    python faust_app.py worker -l info          # run the pipeline (settings from the environment)
+    python faust_app.py train|evaluate|generate|produce|alerts|demo --help
+
+The stages' logic lives in agents/ and streaming/; the commands' in commands/.
 """
 
 from __future__ import annotations
@@ -17,18 +18,58 @@ import click
 import faust
 from faust.cli import option
 
-from commands.cli_options import (
-    evaluate_options,
-    generate_options,
-    read_options_from_flags,
-    train_options,
-)
+from agents import parse as parse_stage
+from agents import score as score_stage
+from agents import window as window_stage
+from agents.pipeline import load_pipeline
+from commands.cli_options import evaluate_options, generate_options, produce_options, train_options
+from streaming.settings import StreamSettings
 
+settings = StreamSettings()
 app = faust.App(
-    os.environ.get("LOGBERT_APP_ID", "logbert"),  # the consumer group
-    broker="kafka://" + os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+    settings.app_id,  # the consumer group
+    broker=settings.broker_url,
+    value_serializer="json",  # internal topics and the table's changelog; raw input is read as bytes
+    topic_partitions=settings.internal_partitions,
+    store="memory://",  # open sessions are rebuilt from the table's changelog topic
+    web_port=int(os.environ.get("LOGBERT_WEB_PORT", "6066")),
     autodiscover=False,
 )
+
+raw_topic = app.topic(*settings.input_topics, value_serializer="raw")
+keys_topic = app.topic(settings.keys_topic, key_type=str, value_serializer="json", internal=True)
+sequences_topic = app.topic(settings.sequences_topic, key_type=str, value_serializer="json", internal=True)
+alerts_topic = app.topic(settings.alerts_topic, key_type=str, value_serializer="json")
+dlq_topic = app.topic(settings.dlq_topic, value_serializer="json")
+scores_topic = (
+    app.topic(settings.scores_topic, key_type=str, value_serializer="json") if settings.publish_scores else None
+)
+open_sessions = app.Table("logbert-open-sessions", default=None, value_type=None)
+quiet = parse_stage.QuietClock()
+
+
+def pipeline():
+    return load_pipeline(settings)
+
+
+@app.agent(raw_topic)
+async def parse(stream):
+    await parse_stage.run(stream, pipeline, keys_topic, dlq_topic, quiet)
+
+
+@app.agent(keys_topic)
+async def window(stream):
+    await window_stage.run(stream, pipeline, open_sessions, sequences_topic)
+
+
+@app.agent(sequences_topic)
+async def score(stream):
+    await score_stage.run(stream, pipeline, alerts_topic, scores_topic)
+
+
+@app.timer(interval=1.0)
+async def flush_when_quiet():
+    await parse_stage.flush_if_quiet(pipeline, keys_topic, quiet)
 
 
 @app.command(*train_options)
@@ -36,8 +77,7 @@ async def train(self, **flags) -> None:
     """Train LogBERT on normal sequences and write a calibrated model directory."""
     from commands.train import request_from_flags, run_train, summarise
 
-    result = run_train(request_from_flags(flags))
-    self.say(summarise(result))
+    self.say(summarise(run_train(request_from_flags(flags))))
 
 
 @app.command(*evaluate_options)
@@ -56,24 +96,37 @@ async def generate(self, **flags) -> None:
     self.say(run_generate(**flags))
 
 
+@app.command(*produce_options)
+async def produce(self, **flags) -> None:
+    """Feed a log file into a Kafka topic (one line per message, or shipper-style batches)."""
+    from commands.kafka_io import run_produce
+
+    self.say(run_produce(settings, **flags))
+
+
 @app.command(
-    option(
-        "--out",
-        "demo_dir",
-        default=os.environ.get("LOGBERT_DEMO_DIR", "demo-output"),
-        type=click.Path(),
-        help="Where the demo writes its logs and model (env LOGBERT_DEMO_DIR).",
-    ),  # fmt: skip
-    option("--retrain/--reuse", default=False, help="Retrain even if a cached demo model exists."),
+    option("--follow/--no-follow", default=False, help="Keep waiting for new alerts."),
+    option("--from-beginning/--from-now", default=True),
+    option("--json", "as_json", is_flag=True, default=False, help="Print the raw JSON values."),
 )
+async def alerts(self, follow: bool, from_beginning: bool, as_json: bool) -> None:
+    """Print the alerts on logbert-alerts readably."""
+    from commands.kafka_io import print_alerts
+
+    print_alerts(settings, follow, from_beginning, as_json)
+
+
+@app.command(
+    option("--out", "demo_dir", default=os.environ.get("LOGBERT_DEMO_DIR", "demo-output"), type=click.Path(),
+           help="Where the demo writes its logs and model (env LOGBERT_DEMO_DIR)."),
+    option("--retrain/--reuse", default=False, help="Retrain even if a cached demo model exists."),
+)  # fmt: skip
 async def demo(self, demo_dir: str, retrain: bool) -> None:
     """Generate logs, train a small model (or reuse it), evaluate, and show what it caught."""
     from commands.demo import run_demo
 
     run_demo(Path(demo_dir), retrain=retrain)
 
-
-__all__ = ["app", "read_options_from_flags"]
 
 if __name__ == "__main__":
     app.main()

@@ -116,3 +116,11 @@ def fraction_from_flags(flags: dict) -> tuple[float, float] | None:
         return parse_range(flags["fraction"]) if flags.get("fraction") else None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--range") from None
+
+
+produce_options = [
+    option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Log file."),
+    option("--topic", default="logs-raw", help="Topic to write to."),
+    option("--rate", type=float, default=0.0, help="Lines per second (0: as fast as possible)."),
+    option("--lines-per-message", type=int, default=1, help="Shipper-style batches: lines per message."),
+]  # fmt: skip

@@ -111,9 +111,12 @@ def _group(
     if options.resolved_grouping() == "session":
         pattern = re.compile(options.session_regex)
         ids = [session_ids(line, pattern) for line in lines_or_ids]
-        specs, without_id = group_by_session(ids, timestamps)
+        specs, without_id = group_by_session(ids, timestamps, options.session_idle_timeout)
         counts["records_without_session_id"] = without_id
-        counts["sessions_still_open_at_end"] = mark_open_sessions(specs, options.session_idle_timeout)
+        known = [t for t in timestamps if t is not None]
+        counts["sessions_still_open_at_end"] = mark_open_sessions(
+            specs, options.session_idle_timeout, max(known) if known else None
+        )
     else:
         filled, repaired = fill_missing_timestamps(timestamps)
         counts["records_without_timestamp"] = repaired

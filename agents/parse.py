@@ -1,0 +1,57 @@
+"""Raw log messages -> key events, one message per keys-topic partition per batch."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from agents.pipeline import Pipeline
+from streaming.stages import RawMessage
+
+
+class QuietClock:
+    """When the input last moved, so a timer can flush sessions once it goes quiet."""
+
+    def __init__(self) -> None:
+        self.last_input = time.monotonic()
+        self.flushed = True
+
+    def touch(self) -> None:
+        self.last_input = time.monotonic()
+        self.flushed = False
+
+
+async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock) -> None:
+    pipeline: Pipeline = pipeline_factory()
+    settings = pipeline.settings
+    async for events in stream.take_events(settings.parse_batch, within=settings.max_wait):
+        clock.touch()
+        messages = [
+            RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset, time.time())
+            for e in events
+        ]
+        result = pipeline.parse.process(messages)
+        for message, rejected in result.rejected:
+            await dlq_topic.send(
+                value={
+                    "reason": rejected.reason,
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                    "value_base64": base64.b64encode(rejected.value).decode(),
+                }
+            )
+        by_partition: dict[int, dict[str, list]] = {}
+        for session, session_events in result.events.items():
+            by_partition.setdefault(pipeline.partition_for(session), {})[session] = session_events
+        for partition, sessions in by_partition.items():
+            await keys_topic.send(key=str(partition), partition=partition, value={"sessions": sessions})
+
+
+async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock) -> None:
+    pipeline: Pipeline = pipeline_factory()
+    if clock.flushed or time.monotonic() - clock.last_input < pipeline.settings.quiet_flush:
+        return
+    clock.flushed = True
+    for partition in range(pipeline.settings.internal_partitions):
+        await keys_topic.send(key=str(partition), partition=partition, value={"flush": pipeline.parse.watermark})

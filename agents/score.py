@@ -1,0 +1,42 @@
+"""Closed sequences -> scores -> alerts on logbert-alerts, in batches."""
+
+from __future__ import annotations
+
+import time
+
+from agents.pipeline import Pipeline
+from streaming.alerts import build_alert
+from streaming.stages import keys_for_scoring, sequence_from_json
+
+
+def score_batch(pipeline: Pipeline, payloads: list[dict]) -> list[tuple[dict, bool, dict | None]]:
+    """(sequence json, anomalous, alert or None) per sequence; pure apart from the clock."""
+    detector = pipeline.detector
+    sequences = [sequence_from_json(s) for payload in payloads for s in payload["sequences"]]
+    if not sequences:
+        return []
+    scores = detector.score([keys_for_scoring(s) for s in sequences])
+    now = time.time()
+    out = []
+    for sequence, score in zip(sequences, scores):
+        anomalous = detector.is_anomalous(score)
+        alert = None
+        if anomalous:
+            alert = build_alert(
+                sequence, score, detector.explain(score), detector.version,
+                detector.settings.miss_ratio_threshold, detector.settings.surprise_threshold, now,
+            )  # fmt: skip
+        out.append(({"session": sequence.session, "part": sequence.part, "score": score.miss_ratio,
+                     "max_surprise": score.max_surprise if score.max_surprise != float("inf") else None,
+                     "closed": sequence.closed}, anomalous, alert))  # fmt: skip
+    return out
+
+
+async def run(stream, pipeline_factory, alerts_topic, scores_topic) -> None:
+    pipeline: Pipeline = pipeline_factory()
+    async for payloads in stream.take(pipeline.settings.score_batch, within=pipeline.settings.max_wait):
+        for summary, anomalous, alert in score_batch(pipeline, payloads):
+            if alert is not None:
+                await alerts_topic.send(key=alert["key"], value=alert)
+            if scores_topic is not None:
+                await scores_topic.send(key=summary["session"], value={**summary, "anomalous": anomalous})

@@ -1,0 +1,31 @@
+"""Key events -> closed sequences; open sessions live in a changelogged Faust Table."""
+
+from __future__ import annotations
+
+import math
+
+from agents.pipeline import Pipeline
+from streaming.stages import sequence_to_json
+
+
+async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
+    pipeline: Pipeline = pipeline_factory()
+    last_expiry: dict[int, float] = {}
+    async for event in stream.events():
+        partition = event.message.partition
+        value = event.value
+        closed = []
+        if "flush" in value:
+            watermark = value["flush"] if value["flush"] is not None else -math.inf
+            closed = pipeline.window.flush(open_sessions, partition, watermark)
+        else:
+            for session, events in value["sessions"].items():
+                closed.extend(pipeline.window.on_events(open_sessions, partition, session, events))
+            watermark = pipeline.window.watermark.get(partition, -math.inf)
+            if watermark - last_expiry.get(partition, -math.inf) >= 1.0:  # at most once per event-time second
+                last_expiry[partition] = watermark
+                closed.extend(pipeline.window.expire(open_sessions, partition))
+        if closed:
+            await sequences_topic.send(
+                key=str(partition), partition=partition, value={"sequences": [sequence_to_json(s) for s in closed]}
+            )

@@ -1,0 +1,129 @@
+"""The parse and window stages as plain objects; the Faust agents in agents/ only move their
+inputs and outputs between topics.
+
+Parse: a batch of raw messages -> key events grouped by session, each event carrying the
+event-time watermark at its line, so the window stage decides exactly as the batch reader does.
+Window: key events -> closed sequences, state in a mapping (a changelogged Faust Table)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+
+from logkeys.templates import TemplateSet
+from models.vocab import END_KEY, OPEN_KEY
+from streaming.messages import Rejected, decode_value
+from streaming.windows import ClosedSequence, SessionWindower
+
+
+@dataclass
+class RawMessage:
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    arrival: float  # seconds since the epoch, used when a line carries no timestamp
+
+
+@dataclass
+class ParseResult:
+    events: dict[str, list[list]]  # session -> [[key, ts, watermark, origin, offset], ...]
+    rejected: list[tuple[RawMessage, Rejected]]
+    lines: int
+    unseen: int
+    without_session: int
+    watermark: float
+
+
+class ParseStage:
+    def __init__(self, templates: TemplateSet, session_regex: str, value_format: str = "auto") -> None:
+        self.templates = templates
+        self.session_pattern = re.compile(session_regex)
+        self.value_format = value_format
+        self.watermark = -math.inf
+
+    def process(self, messages: list[RawMessage]) -> ParseResult:
+        events: dict[str, list[list]] = {}
+        rejected: list[tuple[RawMessage, Rejected]] = []
+        lines = unseen = without_session = 0
+        for message in messages:
+            decoded, problem = decode_value(message.value, self.value_format)
+            if problem is not None:
+                rejected.append((message, problem))
+                continue
+            origin = f"{message.topic}/{message.partition}"
+            for raw in decoded:
+                parsed = self.templates.parse(raw.text)
+                ts = raw.timestamp if raw.timestamp is not None else parsed.timestamp
+                if ts is None:
+                    ts = message.arrival
+                self.watermark = max(self.watermark, ts)
+                lines += 1
+                unseen += parsed.key < 0
+                ids = dict.fromkeys(self.session_pattern.findall(raw.text))
+                if not ids:
+                    without_session += 1
+                for session in ids:
+                    events.setdefault(session, []).append([parsed.key, ts, self.watermark, origin, message.offset])
+        return ParseResult(events, rejected, lines, unseen, without_session, self.watermark)
+
+
+class WindowStage:
+    """Sessions per partition of the keys topic; the table values remember their partition so
+    expiry touches only the partition whose event is being processed (changelog consistency)."""
+
+    def __init__(self, idle_timeout: float, max_keys: int) -> None:
+        self.windower = SessionWindower(idle_timeout, max_keys)
+        self.idle_timeout = idle_timeout
+        self.watermark: dict[int, float] = {}
+
+    def on_events(
+        self, state: MutableMapping[str, dict], partition: int, session: str, events: list[list]
+    ) -> list[ClosedSequence]:
+        out: list[ClosedSequence] = []
+        for key, ts, watermark, origin, offset in events:
+            self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
+            current = state.get(session)
+            if current is not None and current["keys"] and watermark - current["end"] >= self.idle_timeout:
+                out.extend(self.windower.expire({session: state.pop(session)}, watermark))
+            out.extend(self.windower.add(state, session, key, ts, origin, offset))
+            state[session] = {**state[session], "partition": partition}
+        return out
+
+    def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:
+        watermark = self.watermark.get(partition, -math.inf)
+        mine = {s: v for s, v in state.items() if v.get("partition") == partition}
+        closed = self.windower.expire(mine, watermark)
+        for sequence in closed:
+            state.pop(sequence.session, None)
+        return closed
+
+    def flush(self, state: MutableMapping[str, dict], partition: int, watermark: float) -> list[ClosedSequence]:
+        """The input went quiet: sessions idle for the timeout have ended, the rest may continue."""
+        self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
+        out = self.expire(state, partition)
+        mine = {s: v for s, v in state.items() if v.get("partition") == partition}
+        for sequence in self.windower.flush(mine):
+            state.pop(sequence.session, None)
+            out.append(sequence)
+        return out
+
+
+def keys_for_scoring(sequence: ClosedSequence) -> list[int]:
+    return [*sequence.keys, END_KEY if sequence.closed else OPEN_KEY]
+
+
+def sequence_to_json(sequence: ClosedSequence) -> dict:
+    return {
+        "session": sequence.session, "part": sequence.part, "keys": sequence.keys, "start": sequence.start,
+        "end": sequence.end, "closed": sequence.closed, "origins": sequence.origins,
+    }  # fmt: skip
+
+
+def sequence_from_json(data: dict) -> ClosedSequence:
+    return ClosedSequence(
+        str(data["session"]), int(data["part"]), [int(k) for k in data["keys"]], float(data["start"]),
+        float(data["end"]), bool(data["closed"]), {str(k): [int(v[0]), int(v[1])] for k, v in data["origins"].items()},
+    )  # fmt: skip

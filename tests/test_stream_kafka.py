@@ -1,0 +1,75 @@
+"""The streaming pipeline against a real Apache Kafka broker: same decisions as `evaluate`."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from commands.common import key_sequences
+from commands.evaluate import read_options_from_model
+from commands.kafka_io import run_produce
+from models.detector import Detector
+from sequences.readers import read_dataset
+from streaming.alerts import load_schema
+from streaming.settings import StreamSettings
+from tests.conftest import dataset
+from tests.kafka_support import consume_all, create_topic, require_broker, running_worker, unique
+
+pytestmark = pytest.mark.kafka
+
+
+def batch_decisions(model_dir, log_path) -> tuple[set[tuple[str, int]], int]:
+    """(session, first line) of every anomalous sequence as `evaluate` decides it, and the count."""
+    detector = Detector.load(model_dir, provider="cpu")
+    data = read_dataset(log_path, read_options_from_model(detector.config))
+    scores = detector.score(key_sequences(data, data.sequences, detector.vocabulary))
+    flagged = {(s.id, s.records[0]) for s, score in zip(data.sequences, scores) if detector.is_anomalous(score)}
+    return flagged, len(data.sequences)
+
+
+def stream_decisions(model_dir, log_path, tmp_path) -> tuple[list[dict], list[dict]]:
+    require_broker()
+    topic, app_id = unique("logs-raw"), unique("logbert-test")
+    alerts_topic, scores_topic = unique("alerts"), unique("scores")
+    create_topic(topic, 1)  # one partition: lines keep file order, as evaluate reads them
+    env = {
+        "LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(model_dir),
+        "LOGBERT_ALERTS_TOPIC": alerts_topic, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
+        "LOGBERT_QUIET_FLUSH": "3", "LOGBERT_PROVIDER": "cpu",
+    }  # fmt: skip
+    expected = batch_decisions(model_dir, log_path)[1]
+    with running_worker(env, 6070, tmp_path / "worker.log"):
+        run_produce(StreamSettings(bootstrap_servers=require_broker()), str(log_path), topic, 0.0, 1)
+        scores = consume_all(scores_topic, lambda v: len(v) >= expected, timeout=180)
+        alerts = consume_all(alerts_topic, lambda v: False, timeout=5)
+    log = (tmp_path / "worker.log").read_text()
+    assert len(scores) == expected, f"scored {len(scores)} of {expected} sequences; worker log tail:\n{log[-3000:]}"
+    return alerts, scores
+
+
+def _check(model_dir, log_path, tmp_path) -> None:
+    alerts, _ = stream_decisions(model_dir, log_path, tmp_path)
+    schema = load_schema()
+    for alert in alerts:
+        jsonschema.validate(alert, schema)
+    streamed = {(a["key"], min(s["first_offset"] for s in a["source"])) for a in alerts}
+    assert len(streamed) == len({a["alert_id"] for a in alerts})  # one id per window, duplicates share it
+    flagged, _ = batch_decisions(model_dir, log_path)
+    assert flagged, "the comparison needs some anomalous sequences"
+    assert streamed == flagged
+
+
+def test_stream_decisions_equal_evaluate_on_generated_logs(trained_model, generated_hdfs, tmp_path):
+    _check(trained_model, generated_hdfs[0], tmp_path)
+
+
+@pytest.mark.datasets
+def test_stream_decisions_equal_evaluate_on_hdfs_20000(tmp_path):
+    from commands.train import TrainRequest, run_train
+    from sequences.readers import ReadOptions
+
+    log = dataset("hdfs/HDFS_20000.log")
+    labels = dataset("hdfs/HDFS_20000_anomaly_label.csv")
+    model = tmp_path / "model"
+    run_train(TrainRequest(log, ReadOptions("hdfs", labels=labels), model, fraction=(0, 0.6), epochs=4, progress=False))
+    _check(model, log, tmp_path)
