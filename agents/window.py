@@ -19,8 +19,7 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
             watermark = value["flush"] if value["flush"] is not None else -math.inf
             closed = pipeline.window.flush(open_sessions, partition, watermark)
         else:
-            for session, events in value["sessions"].items():
-                closed.extend(pipeline.window.on_events(open_sessions, partition, session, events))
+            closed, _replayed = pipeline.window.on_message(open_sessions, partition, value["sessions"])
             watermark = pipeline.window.watermark.get(partition, -math.inf)
             if watermark - last_expiry.get(partition, -math.inf) >= 1.0:  # at most once per event-time second
                 last_expiry[partition] = watermark

@@ -72,12 +72,48 @@ class ParseStage:
 
 class WindowStage:
     """Sessions per partition of the keys topic; the table values remember their partition so
-    expiry touches only the partition whose event is being processed (changelog consistency)."""
+    expiry touches only the partition whose event is being processed (changelog consistency).
+
+    Delivery is at least once: after a crash or rebalance, raw and key messages come again. A
+    per-partition record of the highest raw offset applied (kept in the same table) makes the
+    replay a no-op, so a session never counts a line twice."""
 
     def __init__(self, idle_timeout: float, max_keys: int) -> None:
         self.windower = SessionWindower(idle_timeout, max_keys)
         self.idle_timeout = idle_timeout
         self.watermark: dict[int, float] = {}
+
+    @staticmethod
+    def applied_key(partition: int) -> str:
+        return f"\x00applied/{partition}"
+
+    def on_message(
+        self, state: MutableMapping[str, dict], partition: int, sessions: dict[str, list[list]]
+    ) -> tuple[list[ClosedSequence], int]:
+        """Applies one keys-topic message; returns the closed sequences and how many events were replays.
+        Each session's value is written back once per message: every write is a changelog record."""
+        applied = dict((state.get(self.applied_key(partition)) or {}).get("raw", {}))
+        newest = dict(applied)
+        closed: list[ClosedSequence] = []
+        replayed = 0
+        for session, events in sessions.items():
+            fresh = [e for e in events if e[4] > applied.get(e[3], -1)]
+            replayed += len(events) - len(fresh)
+            if not fresh:
+                continue
+            for event in fresh:
+                newest[event[3]] = max(newest.get(event[3], -1), event[4])
+            local: dict[str, dict] = {}
+            if state.get(session) is not None:
+                local[session] = state[session]
+            closed.extend(self.on_events(local, partition, session, fresh))
+            if session in local:
+                state[session] = {**local[session], "partition": partition}
+            elif state.get(session) is not None:
+                del state[session]
+        if newest != applied:
+            state[self.applied_key(partition)] = {"raw": newest}
+        return closed, replayed
 
     def on_events(
         self, state: MutableMapping[str, dict], partition: int, session: str, events: list[list]
@@ -89,7 +125,6 @@ class WindowStage:
             if current is not None and current["keys"] and watermark - current["end"] >= self.idle_timeout:
                 out.extend(self.windower.expire({session: state.pop(session)}, watermark))
             out.extend(self.windower.add(state, session, key, ts, origin, offset))
-            state[session] = {**state[session], "partition": partition}
         return out
 
     def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import jsonschema
 import pytest
 
@@ -27,28 +29,33 @@ def batch_decisions(model_dir, log_path) -> tuple[set[tuple[str, int]], int]:
     return flagged, len(data.sequences)
 
 
-def stream_decisions(model_dir, log_path, tmp_path) -> tuple[list[dict], list[dict]]:
+def stream_decisions(model_dir, log_path, tmp_path, topic: str | None = None, workers: int = 1):
+    """Runs `workers` members of a fresh consumer group over the file's lines; returns alerts and scores."""
     require_broker()
-    topic, app_id = unique("logs-raw"), unique("logbert-test")
-    alerts_topic, scores_topic = unique("alerts"), unique("scores")
-    create_topic(topic, 1)  # one partition: lines keep file order, as evaluate reads them
+    if topic is None:
+        topic = unique("logs-raw")
+        create_topic(topic, 1)  # one partition: lines keep file order, as evaluate reads them
+        run_produce(StreamSettings(bootstrap_servers=require_broker()), str(log_path), topic, 0.0, 1)
+    app_id, alerts_topic, scores_topic = unique("logbert-test"), unique("alerts"), unique("scores")
     env = {
         "LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(model_dir),
         "LOGBERT_ALERTS_TOPIC": alerts_topic, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
         "LOGBERT_QUIET_FLUSH": "3", "LOGBERT_PROVIDER": "cpu",
     }  # fmt: skip
     expected = batch_decisions(model_dir, log_path)[1]
-    with running_worker(env, 6070, tmp_path / "worker.log"):
-        run_produce(StreamSettings(bootstrap_servers=require_broker()), str(log_path), topic, 0.0, 1)
-        scores = consume_all(scores_topic, lambda v: len(v) >= expected, timeout=180)
+    logs = [tmp_path / f"{app_id}-{n}.log" for n in range(workers)]
+    with ExitStack() as stack:
+        for n, log in enumerate(logs):
+            stack.enter_context(running_worker(env, 6070 + n, log))
+        scores = consume_all(scores_topic, lambda v: len(v) >= expected, timeout=240)
         alerts = consume_all(alerts_topic, lambda v: False, timeout=5)
-    log = (tmp_path / "worker.log").read_text()
-    assert len(scores) == expected, f"scored {len(scores)} of {expected} sequences; worker log tail:\n{log[-3000:]}"
-    return alerts, scores
+    tails = "".join(log.read_text()[-2000:] for log in logs)
+    assert len(scores) >= expected, f"scored {len(scores)} of {expected} sequences; worker logs:\n{tails}"
+    return alerts, scores, [log.read_text() for log in logs], topic
 
 
 def _check(model_dir, log_path, tmp_path) -> None:
-    alerts, _ = stream_decisions(model_dir, log_path, tmp_path)
+    alerts, _, _, _ = stream_decisions(model_dir, log_path, tmp_path)
     schema = load_schema()
     for alert in alerts:
         jsonschema.validate(alert, schema)
@@ -73,3 +80,12 @@ def test_stream_decisions_equal_evaluate_on_hdfs_20000(tmp_path):
     model = tmp_path / "model"
     run_train(TrainRequest(log, ReadOptions("hdfs", labels=labels), model, fraction=(0, 0.6), epochs=4, progress=False))
     _check(model, log, tmp_path)
+
+
+def test_two_workers_split_the_work_and_produce_the_same_alert_ids(trained_model, generated_hdfs, tmp_path):
+    """Two members of one consumer group produce the same alert ids as one worker on the same topic."""
+    single, _, _, topic = stream_decisions(trained_model, generated_hdfs[0], tmp_path)
+    pair, _, logs, _ = stream_decisions(trained_model, generated_hdfs[0], tmp_path, topic=topic, workers=2)
+    assert single and {a["alert_id"] for a in pair} == {a["alert_id"] for a in single}
+    # the group split the internal partitions: both members were assigned some
+    assert all("-keys" in log and "Restore complete" in log for log in logs)

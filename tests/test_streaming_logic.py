@@ -96,3 +96,19 @@ def test_alerts_validate_against_the_schema_and_ids_are_deterministic():
     assert alert_id("abc123", other) != alert["alert_id"]
     assert alert["source"] == [{"topic": "logs-raw", "partition": 0, "first_offset": 5, "last_offset": 9}]
     assert np.isfinite(alert["distance"])
+
+
+def test_replayed_messages_are_applied_once():
+    from streaming.stages import WindowStage
+
+    stage = WindowStage(idle_timeout=60, max_keys=100)
+    state: dict = {}
+    first = {"blk_1": [[0, 1.0, 1.0, "raw/0", 10], [1, 2.0, 2.0, "raw/0", 11]], "blk_2": [[0, 2.0, 2.0, "raw/0", 11]]}
+    stage.on_message(state, 0, first)
+    # a rebalance replays the same raw lines (and one new one) in a differently cut batch
+    again = {"blk_1": [[1, 2.0, 2.0, "raw/0", 11], [2, 3.0, 3.0, "raw/0", 12]], "blk_2": [[0, 2.0, 2.0, "raw/0", 11]]}
+    _, replayed = stage.on_message(state, 0, again)
+    assert replayed == 2
+    assert state["blk_1"]["keys"] == [0, 1, 2] and state["blk_2"]["keys"] == [0]
+    closed = stage.flush(state, 0, watermark=100.0)
+    assert sorted((c.session, c.keys, c.closed) for c in closed) == [("blk_1", [0, 1, 2], True), ("blk_2", [0], True)]
