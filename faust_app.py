@@ -117,6 +117,23 @@ async def alerts(self, follow: bool, from_beginning: bool, as_json: bool) -> Non
 
 
 @app.command(
+    option("--topic", required=True, help="Topic to replay."),
+    option("--start", default="beginning", help="beginning, an offset, or an ISO time (offsets for times)."),
+    option("--end", default="end", help="end (fixed at start), an offset, or an ISO time."),
+    option("--model", default=None, help="Model directory (default: LOGBERT_MODEL_DIR)."),
+    option("--labels", type=click.Path(exists=True, dir_okay=False), default=None, help="id,label CSV for metrics."),
+    option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON."),
+)
+async def replay(self, topic: str, start: str, end: str, model: str | None, labels: str | None, json_out: str | None):
+    """Backtest: run a topic range through parse/window/score in process, outside the consumer group."""
+    from commands.replay import ReplayRequest, run_replay
+
+    run_replay(settings, ReplayRequest(topic, start, end, Path(model or settings.model_dir),
+                                       Path(labels) if labels else None, Path(json_out) if json_out else None,
+                                       settings.provider))  # fmt: skip
+
+
+@app.command(
     option("--out", "demo_dir", default=os.environ.get("LOGBERT_DEMO_DIR", "demo-output"), type=click.Path(),
            help="Where the demo writes its logs and model (env LOGBERT_DEMO_DIR)."),
     option("--retrain/--reuse", default=False, help="Retrain even if a cached demo model exists."),

@@ -66,6 +66,43 @@ def separability(labels: list[bool], sequences: list[list[int]]) -> dict:
     }
 
 
+def build_report(
+    detector: Detector, model_dir: Path, sequences: list[list[int]], scores, labels: list[bool], calibrated_at
+) -> dict:
+    """The figures `evaluate` and `replay` share, from scored key sequences and their labels."""
+    predictions = [detector.is_anomalous(s) for s in scores]
+    min_length = detector.config["detection"].get("min_scored_length", 10)
+    short = [i for i, score in enumerate(scores) if score.length < min_length]
+    baselines_file = model_dir / "baselines.json"
+    training_sets = (
+        {frozenset(s) for s in read_json(baselines_file)["training_key_sets"]} if baselines_file.exists() else set()
+    )
+    return {
+        **classification_report(labels, predictions),
+        "sequences": len(sequences),
+        "anomalous_sequences": sum(labels),
+        "short_sequences": len(short),
+        "short_sequences_anomalous": sum(labels[i] for i in short),
+        "short_sequences_flagged": sum(predictions[i] for i in short),
+        "min_scored_length": min_length,
+        "threshold": {
+            "miss_ratio": detector.settings.miss_ratio_threshold,
+            "surprise": detector.settings.surprise_threshold,
+            "top_g": detector.settings.top_g,
+            "target_fpr": calibrated_at,
+            "chosen_on": "normal validation data (no test labels)",
+        },
+        "baselines": {
+            "unseen template": classification_report(labels, unseen_template_rule(sequences)),
+            "unseen template set": classification_report(labels, unseen_set_rule(sequences, training_sets)),
+        },
+        "best_f1_over_thresholds": oracle_best_f1(labels, scores),
+        "separability": separability(labels, sequences),
+        "model_version": detector.version,
+        "provider": detector.provider,
+    }
+
+
 def run_evaluate(request: EvaluateRequest) -> dict:
     detector = Detector.load(request.model, request.provider)
     calibrated_at = detector.config["detection"].get("target_fpr")
@@ -89,51 +126,21 @@ def run_evaluate(request: EvaluateRequest) -> dict:
             part = sequences[start : start + request.batch_sequences]
             scores.extend(detector.score(part))
             bar.update(len(part))
-    predictions = [detector.is_anomalous(s) for s in scores]
-
-    min_length = detector.config["detection"].get("min_scored_length", 10)
-    short = [i for i, score in enumerate(scores) if score.length < min_length]
-    baselines_file = Path(request.model) / "baselines.json"
-    training_sets = (
-        {frozenset(s) for s in read_json(baselines_file)["training_key_sets"]} if baselines_file.exists() else set()
-    )
-    baselines = {
-        "unseen template": classification_report(labels, unseen_template_rule(sequences)),
-        "unseen template set": classification_report(labels, unseen_set_rule(sequences, training_sets)),
-    }
-    sweep = threshold_sweep(labels, [RANKING_SCORES["max_surprise"](s) for s in scores])
-    report = {
-        **classification_report(labels, predictions),
-        "sequences": len(sequences),
-        "anomalous_sequences": sum(labels),
-        "short_sequences": len(short),
-        "short_sequences_anomalous": sum(labels[i] for i in short),
-        "short_sequences_flagged": sum(predictions[i] for i in short),
-        "min_scored_length": min_length,
+    report = build_report(detector, Path(request.model), sequences, scores, labels, calibrated_at)
+    report.update({
         "unlabelled_sequences_skipped": unlabelled,
         "open_sequences": sum(1 for s in specs if not s.closed),
-        "threshold": {
-            "miss_ratio": detector.settings.miss_ratio_threshold,
-            "surprise": detector.settings.surprise_threshold,
-            "top_g": detector.settings.top_g,
-            "target_fpr": calibrated_at,
-            "chosen_on": "normal validation data (no test labels)",
-        },
-        "baselines": baselines,
-        "best_f1_over_thresholds": oracle_best_f1(labels, scores),
-        "separability": separability(labels, sequences),
-        "model_version": detector.version,
-        "provider": detector.provider,
         "input": str(request.input),
         "reader_counts": dataset.counts,
-    }
+    })  # fmt: skip
     print_report(report)
     if request.json_out:
         write_json(Path(request.json_out), report)
     if request.plot_out:
         from evaluation.plots import plot_pr_curve
 
-        plot_pr_curve(sweep, report, baselines, Path(request.plot_out), f"{Path(request.input).name}")
+        sweep = threshold_sweep(labels, [RANKING_SCORES["max_surprise"](s) for s in scores])
+        plot_pr_curve(sweep, report, report["baselines"], Path(request.plot_out), f"{Path(request.input).name}")
     return report
 
 

@@ -89,3 +89,41 @@ def test_two_workers_split_the_work_and_produce_the_same_alert_ids(trained_model
     assert single and {a["alert_id"] for a in pair} == {a["alert_id"] for a in single}
     # the group split the internal partitions: both members were assigned some
     assert all("-keys" in log and "Restore complete" in log for log in logs)
+
+
+def test_replay_gives_the_same_metrics_as_evaluate(trained_model, generated_hdfs, tmp_path):
+    import time
+    from datetime import datetime, timezone
+
+    from commands.evaluate import EvaluateRequest, run_evaluate
+    from commands.replay import ReplayRequest, run_replay
+    from sequences.readers import ReadOptions
+
+    bootstrap = require_broker()
+    log_path, labels = generated_hdfs
+    lines = log_path.read_text().splitlines()
+    thirds = [lines[: len(lines) // 3], lines[len(lines) // 3 : 2 * len(lines) // 3], lines[2 * len(lines) // 3 :]]
+    topic = unique("logs-replay")
+    create_topic(topic, 1)
+    bounds = []
+    for n, part in enumerate(thirds):
+        chunk = tmp_path / f"part{n}.log"
+        chunk.write_text("\n".join(part) + "\n")
+        bounds.append(datetime.now(timezone.utc).isoformat())
+        run_produce(StreamSettings(bootstrap_servers=bootstrap), str(chunk), topic, 0.0, 1)
+        time.sleep(1.5)
+    settings = StreamSettings(bootstrap_servers=bootstrap)
+    keys = ("precision", "recall", "f1", "tp", "fp", "tn", "fn", "sequences", "short_sequences")
+
+    def evaluate(path):
+        return run_evaluate(EvaluateRequest(trained_model, path, ReadOptions("hdfs", labels=labels), progress=False))
+
+    whole = run_replay(settings, ReplayRequest(topic, model=trained_model, labels=labels, progress=False))
+    expected = evaluate(log_path)
+    assert {k: whole[k] for k in keys} == {k: expected[k] for k in keys}
+    assert whole["replay"]["lines"] == len(lines)
+
+    middle = run_replay(settings, ReplayRequest(topic, bounds[1], bounds[2], trained_model, labels, progress=False))
+    expected = evaluate(tmp_path / "part1.log")
+    assert {k: middle[k] for k in keys} == {k: expected[k] for k in keys}
+    assert middle["replay"]["lines"] == len(thirds[1])
