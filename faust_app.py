@@ -34,6 +34,7 @@ app = faust.App(
     store="memory://",  # open sessions are rebuilt from the table's changelog topic
     web_port=int(os.environ.get("LOGBERT_WEB_PORT", "6066")),
     autodiscover=False,
+    **settings.faust_overrides(),
 )
 
 raw_topic = app.topic(*settings.input_topics, value_serializer="raw")
@@ -137,12 +138,13 @@ async def replay(self, topic: str, start: str, end: str, model: str | None, labe
     option("--out", "demo_dir", default=os.environ.get("LOGBERT_DEMO_DIR", "demo-output"), type=click.Path(),
            help="Where the demo writes its logs and model (env LOGBERT_DEMO_DIR)."),
     option("--retrain/--reuse", default=False, help="Retrain even if a cached demo model exists."),
+    option("--stream/--no-stream", default=True, help="Also stream fresh logs through Kafka and a worker."),
 )  # fmt: skip
-async def demo(self, demo_dir: str, retrain: bool) -> None:
-    """Generate logs, train a small model (or reuse it), evaluate, and show what it caught."""
+async def demo(self, demo_dir: str, retrain: bool, stream: bool) -> None:
+    """Generate logs, train a small model (or reuse it), evaluate, then stream logs through Kafka."""
     from commands.demo import run_demo
 
-    run_demo(Path(demo_dir), retrain=retrain)
+    run_demo(Path(demo_dir), retrain=retrain, stream=stream)
 
 
 if __name__ == "__main__":

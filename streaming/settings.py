@@ -44,6 +44,23 @@ class StreamSettings:
     def sequences_topic(self) -> str:
         return f"{self.app_id}-sequences"
 
+    # Only for brokers that need it (the demo's embedded one): never set by default.
+    broker_session_timeout: float | None = field(
+        default_factory=lambda: (
+            float(os.environ["LOGBERT_BROKER_SESSION_TIMEOUT"])
+            if os.environ.get("LOGBERT_BROKER_SESSION_TIMEOUT")
+            else None
+        )
+    )
+
+    def faust_overrides(self) -> dict:
+        if self.broker_session_timeout is None:
+            return {}
+        return {
+            "broker_session_timeout": self.broker_session_timeout,
+            "broker_heartbeat_interval": max(0.5, self.broker_session_timeout / 6),
+        }
+
     @property
     def broker_url(self) -> str:
         return ",".join("kafka://" + s.strip() for s in self.bootstrap_servers.split(",") if s.strip())

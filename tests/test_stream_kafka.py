@@ -10,12 +10,13 @@ import pytest
 from commands.common import key_sequences
 from commands.evaluate import read_options_from_model
 from commands.kafka_io import run_produce
+from commands.live import consume_json, create_topic, running_worker, unique
 from models.detector import Detector
 from sequences.readers import read_dataset
 from streaming.alerts import load_schema
 from streaming.settings import StreamSettings
 from tests.conftest import dataset
-from tests.kafka_support import consume_all, create_topic, require_broker, running_worker, unique
+from tests.kafka_support import require_broker
 
 pytestmark = pytest.mark.kafka
 
@@ -34,7 +35,7 @@ def stream_decisions(model_dir, log_path, tmp_path, topic: str | None = None, wo
     require_broker()
     if topic is None:
         topic = unique("logs-raw")
-        create_topic(topic, 1)  # one partition: lines keep file order, as evaluate reads them
+        create_topic(require_broker(), topic, 1)  # one partition: lines keep file order, as evaluate reads them
         run_produce(StreamSettings(bootstrap_servers=require_broker()), str(log_path), topic, 0.0, 1)
     app_id, alerts_topic, scores_topic = unique("logbert-test"), unique("alerts"), unique("scores")
     env = {
@@ -46,9 +47,9 @@ def stream_decisions(model_dir, log_path, tmp_path, topic: str | None = None, wo
     logs = [tmp_path / f"{app_id}-{n}.log" for n in range(workers)]
     with ExitStack() as stack:
         for n, log in enumerate(logs):
-            stack.enter_context(running_worker(env, 6070 + n, log))
-        scores = consume_all(scores_topic, lambda v: len(v) >= expected, timeout=240)
-        alerts = consume_all(alerts_topic, lambda v: False, timeout=5)
+            stack.enter_context(running_worker(require_broker(), env, 6070 + n, log))
+        scores = [v for _, v in consume_json(require_broker(), [scores_topic], lambda v: len(v) >= expected, 240)]
+        alerts = [v for _, v in consume_json(require_broker(), [alerts_topic], lambda v: False, 5)]
     tails = "".join(log.read_text()[-2000:] for log in logs)
     assert len(scores) >= expected, f"scored {len(scores)} of {expected} sequences; worker logs:\n{tails}"
     return alerts, scores, [log.read_text() for log in logs], topic
@@ -104,7 +105,7 @@ def test_replay_gives_the_same_metrics_as_evaluate(trained_model, generated_hdfs
     lines = log_path.read_text().splitlines()
     thirds = [lines[: len(lines) // 3], lines[len(lines) // 3 : 2 * len(lines) // 3], lines[2 * len(lines) // 3 :]]
     topic = unique("logs-replay")
-    create_topic(topic, 1)
+    create_topic(bootstrap, topic, 1)
     bounds = []
     for n, part in enumerate(thirds):
         chunk = tmp_path / f"part{n}.log"

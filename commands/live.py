@@ -1,0 +1,112 @@
+"""Running the pipeline for real from Python: a local Kafka broker, worker processes, topics.
+Used by the demo and the integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_SCRIPT = ROOT / ".ci" / "kafka.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def reachable(bootstrap: str) -> bool:
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def local_kafka(data_dir: Path) -> Iterator[str]:
+    """Apache Kafka (KRaft, pinned in .ci/kafka.sh) on free loopback ports, stopped on exit."""
+    env = {**os.environ, "KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
+           "KAFKA_DATA_DIR": str(data_dir)}  # fmt: skip
+    started = subprocess.run(["bash", str(KAFKA_SCRIPT), "start"], env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise RuntimeError(f"could not start a local Kafka broker (needs java and mvn): {started.stderr[-800:]}")
+    try:
+        yield f"127.0.0.1:{env['KAFKA_PORT']}"
+    finally:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(30)
+
+
+@contextmanager
+def running_worker(bootstrap: str, env: dict[str, str], web_port: int, log_path: Path) -> Iterator[subprocess.Popen]:
+    """`python faust_app.py worker` in a subprocess; terminated (then killed) on exit."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **env}
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "faust_app.py", "worker", "-l", "info", "--web-port", str(web_port)],
+            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def wait_for_log(path: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{text!r} did not appear in {path} within {timeout:.0f} s")
+
+
+def consume_json(
+    bootstrap: str, topics: list[str], until: Callable[[list[tuple[str, dict]]], bool], timeout: float,
+    on_value: Callable[[str, dict], None] | None = None,
+) -> list[tuple[str, dict]]:  # fmt: skip
+    """(topic, JSON value) from the start of the topics until until(values) or the timeout."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe(topics)
+    values: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(values):
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                item = (message.topic(), json.loads(message.value()))
+                values.append(item)
+                if on_value is not None:
+                    on_value(*item)
+    finally:
+        consumer.close()
+    return values
