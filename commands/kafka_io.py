@@ -15,7 +15,7 @@ from streaming.settings import StreamSettings
 
 def run_produce(settings: StreamSettings, input_path: str, topic: str, rate: float, lines_per_message: int) -> str:
     lines = Path(input_path).read_text(encoding="utf-8", errors="replace").splitlines()
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4"})
+    producer = Producer(settings.client_config(**{"linger.ms": 20, "compression.type": "lz4"}))
     errors: list[str] = []
 
     def delivered(error, _message) -> None:
@@ -58,12 +58,11 @@ def format_alert(alert: dict) -> str:
 
 
 def print_alerts(settings: StreamSettings, follow: bool, from_beginning: bool, as_json: bool) -> int:
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
+    consumer = Consumer(settings.client_config(**{
         "group.id": f"logbert-alerts-reader-{uuid.uuid4().hex[:8]}",  # a reader never steals from others
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": False,
-    })  # fmt: skip
+    }))  # fmt: skip
     consumer.subscribe([settings.alerts_topic])
     seen: set[str] = set()
     idle_since = time.monotonic()

@@ -80,10 +80,10 @@ def run_replay(settings: StreamSettings, request: ReplayRequest) -> dict:
     config = detector.config["input"]
     parse = ParseStage(detector.vocabulary, config.get("session_regex", r"blk_-?\d+"), settings.value_format)
     window = WindowStage(float(config.get("session_idle_timeout", 60.0)), settings.max_session_keys)
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers, "group.id": f"logbert-replay-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "auto.offset.reset": "earliest",
-    })  # fmt: skip
+    consumer = Consumer(settings.client_config(**{
+        "group.id": f"logbert-replay-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }))  # fmt: skip
     started = time.monotonic()
     try:
         starts = resolve_offsets(consumer, request.topic, request.start, is_start=True)

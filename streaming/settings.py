@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from streaming.security import KafkaSecurity
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -53,13 +55,21 @@ class StreamSettings:
         )
     )
 
+    security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)
+
     def faust_overrides(self) -> dict:
-        if self.broker_session_timeout is None:
-            return {}
-        return {
-            "broker_session_timeout": self.broker_session_timeout,
-            "broker_heartbeat_interval": max(0.5, self.broker_session_timeout / 6),
-        }
+        overrides: dict = {}
+        credentials = self.security.faust_credentials()
+        if credentials is not None:
+            overrides["broker_credentials"] = credentials
+        if self.broker_session_timeout is not None:
+            overrides["broker_session_timeout"] = self.broker_session_timeout
+            overrides["broker_heartbeat_interval"] = max(0.5, self.broker_session_timeout / 6)
+        return overrides
+
+    def client_config(self, **extra) -> dict:
+        """confluent-kafka settings: brokers and security, plus the caller's."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.security.confluent_config(), **extra}
 
     @property
     def broker_url(self) -> str:

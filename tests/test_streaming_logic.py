@@ -112,3 +112,26 @@ def test_replayed_messages_are_applied_once():
     assert state["blk_1"]["keys"] == [0, 1, 2] and state["blk_2"]["keys"] == [0]
     closed = stage.flush(state, 0, watermark=100.0)
     assert sorted((c.session, c.keys, c.closed) for c in closed) == [("blk_1", [0, 1, 2], True), ("blk_2", [0], True)]
+
+
+def test_security_settings_pass_through_and_hide_secrets(tmp_path):
+    from streaming.security import KafkaSecurity
+
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    security = KafkaSecurity.from_env({
+        "KAFKA_SECURITY_PROTOCOL": "sasl_plaintext", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "logbert", "KAFKA_SASL_PASSWORD_FILE": str(secret),
+    })  # fmt: skip
+    assert security.confluent_config() == {
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "logbert", "sasl.password": "s3cret",
+    }  # fmt: skip
+    assert "s3cret" not in repr(security)
+    credentials = security.faust_credentials()
+    assert credentials.username == "logbert" and credentials.mechanism.value == "SCRAM-SHA-512"
+    assert KafkaSecurity.from_env({}).faust_credentials() is None
+    with pytest.raises(ValueError, match="KAFKA_SASL_USERNAME"):
+        KafkaSecurity.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL"):
+        KafkaSecurity.from_env({"KAFKA_SECURITY_PROTOCOL": "TLS"})
