@@ -12,7 +12,7 @@ from logkeys.templates import TemplateSet
 from models.artefact import ModelDirectoryError
 from models.detector import Detector
 from streaming.settings import StreamSettings
-from streaming.stages import ParseStage, WindowStage
+from streaming.stages import ParseStage, TimeWindowStage, WindowStage
 
 log = logging.getLogger("logbert.worker")
 
@@ -28,22 +28,29 @@ class Pipeline:
         return zlib.crc32(session.encode()) % self.settings.internal_partitions
 
 
-@lru_cache(maxsize=1)
-def load_pipeline(settings: StreamSettings) -> Pipeline:
-    detector = Detector.load(Path(settings.model_dir), settings.provider)
+def build_stages(detector: Detector, settings: StreamSettings) -> Pipeline:
+    """The stages a model's input grouping calls for: sessions by id, or sliding time windows."""
     if not isinstance(detector.vocabulary, TemplateSet):
         raise ModelDirectoryError("streaming needs a model trained on raw log lines (drain templates), not event ids")
     grouping = detector.config["input"]
-    if grouping.get("grouping") != "session":
-        raise ModelDirectoryError("the streaming worker supports session grouping for now; this model uses windows")
-    idle = float(grouping.get("session_idle_timeout", 60.0))
+    if grouping.get("grouping") == "window":
+        size, step = float(grouping.get("window_size", 300.0)), float(grouping.get("window_step", 60.0))
+        by_source = bool(grouping.get("window_by_source", False))
+        parse = ParseStage(detector.vocabulary, None, settings.value_format, window_by_source=by_source)
+        window: WindowStage = TimeWindowStage(size, step)
+        shape = f"{size:.0f} s windows every {step:.0f} s" + (" per source" if by_source else "")
+    else:
+        idle = float(grouping.get("session_idle_timeout", 60.0))
+        parse = ParseStage(detector.vocabulary, grouping.get("session_regex", r"blk_-?\d+"), settings.value_format)
+        window = WindowStage(idle, settings.max_session_keys)
+        shape = f"sessions close after {idle:.0f} s idle"
     log.info(
-        "model %s loaded from %s: %d templates, scoring on %s, sessions close after %.0f s idle",
-        detector.version, settings.model_dir, len(detector.vocabulary), detector.provider, idle,
+        "model %s: %d templates, scoring on %s, %s",
+        detector.version, len(detector.vocabulary), detector.provider, shape,
     )  # fmt: skip
-    return Pipeline(
-        settings,
-        detector,
-        ParseStage(detector.vocabulary, grouping.get("session_regex", r"blk_-?\d+"), settings.value_format),
-        WindowStage(idle, settings.max_session_keys),
-    )
+    return Pipeline(settings, detector, parse, window)
+
+
+@lru_cache(maxsize=1)
+def load_pipeline(settings: StreamSettings) -> Pipeline:
+    return build_stages(Detector.load(Path(settings.model_dir), settings.provider), settings)

@@ -16,9 +16,9 @@ from pathlib import Path
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from tqdm.auto import tqdm
 
+from agents.pipeline import build_stages
 from commands.evaluate import build_report, print_report
-from logkeys.templates import TemplateSet
-from models.artefact import ModelDirectoryError, write_json
+from models.artefact import write_json
 from models.detector import Detector
 from sequences.readers import read_labels
 from streaming.settings import StreamSettings
@@ -75,11 +75,8 @@ def resolve_offsets(consumer: Consumer, topic: str, bound: str, is_start: bool) 
 
 def run_replay(settings: StreamSettings, request: ReplayRequest) -> dict:
     detector = Detector.load(request.model, request.provider)
-    if not isinstance(detector.vocabulary, TemplateSet):
-        raise ModelDirectoryError("replay needs a model trained on raw log lines (drain templates)")
-    config = detector.config["input"]
-    parse = ParseStage(detector.vocabulary, config.get("session_regex", r"blk_-?\d+"), settings.value_format)
-    window = WindowStage(float(config.get("session_idle_timeout", 60.0)), settings.max_session_keys)
+    stages = build_stages(detector, settings)
+    parse, window = stages.parse, stages.window
     consumer = Consumer(settings.client_config(**{
         "group.id": f"logbert-replay-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
         "auto.offset.reset": "earliest",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from logkeys.templates import TemplateSet
 from models.vocab import END_KEY, OPEN_KEY
+from sequences.windows import window_id, window_starts
 from streaming.messages import Rejected, decode_value
 from streaming.windows import ClosedSequence, SessionWindower
 
@@ -37,12 +38,28 @@ class ParseResult:
     watermark: float
 
 
+GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
+
+
 class ParseStage:
-    def __init__(self, templates: TemplateSet, session_regex: str, value_format: str = "auto") -> None:
+    """Groups key events by session id (session models) or by source (window models)."""
+
+    def __init__(
+        self, templates: TemplateSet, session_regex: str | None, value_format: str = "auto",
+        window_by_source: bool = False,
+    ) -> None:  # fmt: skip
         self.templates = templates
-        self.session_pattern = re.compile(session_regex)
+        self.session_pattern = re.compile(session_regex) if session_regex else None
+        self.window_by_source = window_by_source
         self.value_format = value_format
         self.watermark = -math.inf
+
+    def group_keys(self, text: str, fields: dict[str, str], source: str | None) -> list[str]:
+        if self.session_pattern is not None:
+            return list(dict.fromkeys(self.session_pattern.findall(text)))
+        if self.window_by_source:
+            return [source or fields.get("source") or GLOBAL_SOURCE]
+        return [GLOBAL_SOURCE]
 
     def process(self, messages: list[RawMessage]) -> ParseResult:
         events: dict[str, list[list]] = {}
@@ -62,7 +79,7 @@ class ParseStage:
                 self.watermark = max(self.watermark, ts)
                 lines += 1
                 unseen += parsed.key < 0
-                ids = dict.fromkeys(self.session_pattern.findall(raw.text))
+                ids = self.group_keys(raw.text, parsed.fields, raw.source)
                 if not ids:
                     without_session += 1
                 for session in ids:
@@ -162,3 +179,69 @@ def sequence_from_json(data: dict) -> ClosedSequence:
         str(data["session"]), int(data["part"]), [int(k) for k in data["keys"]], float(data["start"]),
         float(data["end"]), bool(data["closed"]), {str(k): [int(v[0]), int(v[1])] for k, v in data["origins"].items()},
     )  # fmt: skip
+
+
+class TimeWindowStage(WindowStage):
+    """Sliding time windows per source, the streaming twin of sequences/windows.py: a line joins
+    every window [k*step, k*step + size) holding its timestamp; a window closes (END) once the
+    watermark reaches its end, and a flush emits the rest as still open. Lines older than a
+    closed window are counted as late and left out."""
+
+    def __init__(self, size: float, step: float) -> None:
+        super().__init__(idle_timeout=size, max_keys=1)
+        self.size, self.step = size, step
+        self.late = 0
+
+    def on_events(
+        self, state: MutableMapping[str, dict], partition: int, source: str, events: list[list]
+    ) -> list[ClosedSequence]:
+        value = state.get(source) or {"windows": {}, "closed_before": -math.inf}
+        windows = value["windows"]
+        for key, ts, watermark, origin, offset in events:
+            self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
+            starts = [
+                k for k in window_starts(ts, self.size, self.step) if k * self.step + self.size > value["closed_before"]
+            ]
+            self.late += not starts
+            for k in starts:
+                window = windows.setdefault(str(k), {"keys": [], "origins": {}})
+                window["keys"].append(key)
+                span = window["origins"].setdefault(origin, [offset, offset])
+                span[0], span[1] = min(span[0], offset), max(span[1], offset)
+        closed = self._close(source, value, self.watermark[partition], everything=False)
+        state[source] = value
+        return closed
+
+    def _close(self, source: str, value: dict, watermark: float, everything: bool) -> list[ClosedSequence]:
+        out = []
+        for k in sorted(value["windows"], key=int):
+            start = int(k) * self.step
+            ended = start + self.size <= watermark
+            if not (ended or everything):
+                continue
+            window = value["windows"].pop(k)
+            if ended:
+                value["closed_before"] = max(value["closed_before"], start + self.size)
+            name = window_id("" if source == GLOBAL_SOURCE else source, start)
+            out.append(ClosedSequence(name, 0, window["keys"], start, start + self.size, ended, window["origins"]))
+        return out
+
+    def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:
+        watermark = self.watermark.get(partition, -math.inf)
+        out = []
+        for source in [s for s, v in state.items() if v.get("partition") == partition and "windows" in v]:
+            value = state[source]
+            closed = self._close(source, value, watermark, everything=False)
+            if closed:
+                state[source] = value
+                out.extend(closed)
+        return out
+
+    def flush(self, state: MutableMapping[str, dict], partition: int, watermark: float) -> list[ClosedSequence]:
+        self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
+        out = []
+        for source in [s for s, v in state.items() if v.get("partition") == partition and "windows" in v]:
+            value = state[source]
+            out.extend(self._close(source, value, self.watermark[partition], everything=True))
+            state[source] = value
+        return out

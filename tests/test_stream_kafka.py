@@ -152,3 +152,16 @@ def test_replay_gives_the_same_metrics_as_evaluate(trained_model, generated_hdfs
     expected = evaluate(tmp_path / "part1.log")
     assert {k: middle[k] for k in keys} == {k: expected[k] for k in keys}
     assert middle["replay"]["lines"] == len(thirds[1])
+
+
+def test_stream_decisions_equal_evaluate_on_generated_bgl_windows(tmp_path):
+    """Sliding time windows (5 min, 1 min step) through the worker: the same windows flagged as evaluate."""
+    from commands.generate import run_generate
+    from commands.train import TrainRequest, run_train
+    from sequences.readers import ReadOptions
+
+    run_generate("bgl", str(tmp_path / "gen"), sessions=0, minutes=240, anomaly_rate=0.08, seed=5)
+    log = tmp_path / "gen" / "bgl.log"
+    model = tmp_path / "model"
+    run_train(TrainRequest(log, ReadOptions("bgl"), model, fraction=(0, 0.6), epochs=3, progress=False))
+    _check(model, log, tmp_path)

@@ -135,3 +135,27 @@ def test_security_settings_pass_through_and_hide_secrets(tmp_path):
         KafkaSecurity.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
     with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL"):
         KafkaSecurity.from_env({"KAFKA_SECURITY_PROTOCOL": "TLS"})
+
+
+def test_streaming_time_windows_equal_the_batch_windows():
+    """Same windows, same keys in the same order, same ended/open status as sequences/windows.py."""
+    from sequences.windows import group_by_window
+    from streaming.stages import GLOBAL_SOURCE, TimeWindowStage
+
+    rng = np.random.default_rng(3)
+    timestamps = np.sort(rng.uniform(0, 1800, size=400)).tolist()
+    keys = rng.integers(0, 5, size=400).tolist()
+    batch = group_by_window(timestamps, size=300, step=60)
+
+    stage = TimeWindowStage(size=300, step=60)
+    state: dict = {}
+    streamed = []
+    for start in range(0, 400, 37):  # arbitrary message boundaries
+        events = [[keys[i], timestamps[i], timestamps[i], "raw/0", i] for i in range(start, min(start + 37, 400))]
+        streamed.extend(stage.on_message(state, 0, {GLOBAL_SOURCE: events})[0])
+        streamed.extend(stage.expire(state, 0))
+    streamed.extend(stage.flush(state, 0, watermark=timestamps[-1]))
+    assert [(s.session, s.keys, s.closed) for s in sorted(streamed, key=lambda s: s.start)] == [
+        (b.id, [keys[i] for i in b.records], b.closed) for b in batch
+    ]
+    assert stage.late == 0
