@@ -165,3 +165,35 @@ def test_stream_decisions_equal_evaluate_on_generated_bgl_windows(tmp_path):
     model = tmp_path / "model"
     run_train(TrainRequest(log, ReadOptions("bgl"), model, fraction=(0, 0.6), epochs=3, progress=False))
     _check(model, log, tmp_path)
+
+
+def test_undecodable_messages_go_to_the_dead_letter_topic(trained_model, tmp_path):
+    """Bad values are dead-lettered with a reason and their bytes; good lines around them still flow."""
+    import base64
+
+    from confluent_kafka import Producer
+
+    bootstrap = require_broker()
+    topic, app_id, dlq, scores_topic = (unique(p) for p in ("logs-raw", "logbert-dlq-test", "dlq", "scores"))
+    create_topic(bootstrap, topic, 1)
+    env = {
+        "LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(trained_model),
+        "LOGBERT_DLQ_TOPIC": dlq, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
+        "LOGBERT_QUIET_FLUSH": "2", "LOGBERT_PROVIDER": "cpu",
+    }  # fmt: skip
+    bad = [b"\xff\xfe\x00 not utf-8", b"", b'{"no_line_here": 1}', b"[1, 2, 3]"]
+    good = (
+        "081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_42 src: /10.0.0.1:1 dest: /10.0.0.2:50010"
+    )
+    log = tmp_path / "worker.log"
+    with running_worker(bootstrap, env, 6079, log):
+        wait_for_log(log, "Worker]: Ready", timeout=120)
+        producer = Producer({"bootstrap.servers": bootstrap})
+        for value in [bad[0], good.encode(), *bad[1:]]:
+            producer.produce(topic, value=value)
+        producer.flush(10)
+        letters = [v for _, v in consume_json(bootstrap, [dlq], lambda v: len(v) >= len(bad), 60)]
+        scores = [v for _, v in consume_json(bootstrap, [scores_topic], lambda v: len(v) >= 1, 60)]
+    assert sorted(base64.b64decode(v["value_base64"]) for v in letters) == sorted(bad)
+    assert all(v["reason"] and v["topic"] == topic for v in letters)
+    assert [s["session"] for s in scores] == ["blk_42"]
