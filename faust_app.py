@@ -23,6 +23,7 @@ from agents import score as score_stage
 from agents import window as window_stage
 from agents.pipeline import load_pipeline
 from commands.cli_options import evaluate_options, generate_options, produce_options, train_options
+from commands.common import plain_signals
 from streaming.settings import StreamSettings
 
 settings = StreamSettings()
@@ -78,6 +79,7 @@ async def train(self, **flags) -> None:
     """Train LogBERT on normal sequences and write a calibrated model directory."""
     from commands.train import request_from_flags, run_train, summarise
 
+    plain_signals()
     self.say(summarise(run_train(request_from_flags(flags))))
 
 
@@ -86,6 +88,7 @@ async def evaluate(self, **flags) -> None:
     """Score labelled data with a model: honest figures beside two baseline rules."""
     from commands.evaluate import request_from_flags, run_evaluate
 
+    plain_signals()
     run_evaluate(request_from_flags(flags))
 
 
@@ -102,6 +105,7 @@ async def produce(self, **flags) -> None:
     """Feed a log file into a Kafka topic (one line per message, or shipper-style batches)."""
     from commands.kafka_io import run_produce
 
+    plain_signals()
     self.say(run_produce(settings, **flags))
 
 
@@ -129,6 +133,7 @@ async def replay(self, topic: str, start: str, end: str, model: str | None, labe
     """Backtest: run a topic range through parse/window/score in process, outside the consumer group."""
     from commands.replay import ReplayRequest, run_replay
 
+    plain_signals()
     run_replay(settings, ReplayRequest(topic, start, end, Path(model or settings.model_dir),
                                        Path(labels) if labels else None, Path(json_out) if json_out else None,
                                        settings.provider))  # fmt: skip
@@ -144,6 +149,7 @@ async def demo(self, demo_dir: str, retrain: bool, stream: bool) -> None:
     """Generate logs, train a small model (or reuse it), evaluate, then stream logs through Kafka."""
     from commands.demo import run_demo
 
+    plain_signals()
     run_demo(Path(demo_dir), retrain=retrain, stream=stream)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from logkeys.vocabulary import Vocabulary
@@ -28,3 +29,10 @@ def print_table(rows: list[list[str]], out=sys.stdout) -> None:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip(), file=out)
         if n == 0:
             print("  ".join("-" * w for w in widths), file=out)
+
+
+def plain_signals() -> None:
+    """Faust runs commands inside its event loop, whose signal handlers wait for the loop; a
+    long synchronous command (training, evaluation) would then ignore Ctrl-C and SIGTERM."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
