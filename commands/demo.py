@@ -113,7 +113,7 @@ def run_live(workdir: Path, model_dir: Path, blocks: int = 400) -> dict | None:
                 alerted[value["alert_id"]] = value
                 print(f"  {len(alerted):3d}  ALERT {value['key']}  ({kinds.get(value['key'], '?')}): "
                       f"{value['missed']}/{value['masked']} keys missed, {value['unseen_templates']} unseen"
-                      + (f"; saw {value['missed_positions'][0]['actual'][:60]!r}" if value["missed_positions"] else ""))  # fmt: skip
+                      + (_first_explanation(value["missed_positions"])))  # fmt: skip
 
         consume_json(bootstrap, [alerts_topic, scores_topic], lambda _: scored >= expected, 240, on_value)
         producer.join(5)
@@ -128,6 +128,15 @@ def run_live(workdir: Path, model_dir: Path, blocks: int = 400) -> dict | None:
     print(f"\n     {scored} of {expected} sessions scored through Kafka, {len(alerted)} alerts:\n")
     print_table(rows)
     return {"sessions_scored": scored, "alerts": len(alerted), "by_kind": summary}
+
+
+def _first_explanation(positions: list[dict]) -> str:
+    if not positions:
+        return ""
+    first = positions[0]
+    return (
+        f"\n         line {first['position'] + 1}: saw {first['actual'][:70]!r}, expected {first['expected'][0][:70]!r}"
+    )
 
 
 def show_by_kind(model_dir: Path, log: Path, labels: Path, examples: int = 3) -> dict:

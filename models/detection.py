@@ -41,6 +41,7 @@ class SequenceScore:
     mean_surprise: float
     distance: float  # mean over chunks of ||DIST - c||
     missed: list[MissedKey] = field(default_factory=list)
+    most_surprising: MissedKey | None = None  # the least likely actual key, miss or not
 
     @property
     def miss_ratio(self) -> float:
@@ -116,6 +117,8 @@ def score_sequences(
     distance_sum = np.zeros(n)
     chunks_per_seq = np.bincount(np.array(chunk_owner, dtype=np.int64), minlength=n)
     missed_lists: list[list[MissedKey]] = [[] for _ in range(n)]
+    most_surprising: list[MissedKey | None] = [None] * n
+    most_surprise = np.full(n, -np.inf)
     chunk_offsets = _chunk_offsets(chunk_owner, chunk_keys, settings.keys_per_chunk)
 
     # Rows of similar length share a batch, so padding stays small.
@@ -130,6 +133,7 @@ def score_sequences(
         _accumulate(
             batch, tokens, logits, dist, centre, settings, chunk_owner, chunk_keys, chunk_offsets,
             masked, misses, unseen, surprise_sum, surprise_max, distance_sum, missed_lists,
+            most_surprising, most_surprise,
         )  # fmt: skip
 
     scores = []
@@ -144,6 +148,7 @@ def score_sequences(
                 mean_surprise=float(surprise_sum[i] / masked[i]) if masked[i] else 0.0,
                 distance=float(distance_sum[i] / max(chunks_per_seq[i], 1)),
                 missed=sorted(missed_lists[i], key=lambda m: m.position)[: settings.explain_limit],
+                most_surprising=most_surprising[i],
             )
         )
     return scores
@@ -161,6 +166,7 @@ def _chunk_offsets(chunk_owner: list[int], chunk_keys: list[list[int]], keys_per
 def _accumulate(
     batch, tokens, logits, dist, centre, settings, chunk_owner, chunk_keys, chunk_offsets,
     masked, misses, unseen, surprise_sum, surprise_max, distance_sum, missed_lists,
+    most_surprising, most_surprise,
 ) -> None:  # fmt: skip
     stride = settings.mask_stride
     row_index, positions, owners, true_tokens, sequence_positions = [], [], [], [], []
@@ -196,16 +202,26 @@ def _accumulate(
     np.add.at(unseen, owners_arr, is_unseen.astype(np.int64))
     np.add.at(surprise_sum, owners_arr, np.where(is_unseen, 0.0, surprise))
     np.maximum.at(surprise_max, owners_arr, surprise)
+
+    def explained(m: int) -> MissedKey:
+        top = np.argsort(-selected[m], kind="stable")[: settings.top_g]
+        return MissedKey(
+            position=sequence_positions[m],
+            actual=token_to_key(int(truth[m])),
+            expected=[token_to_key(int(t)) for t in top],
+            probability=0.0 if is_unseen[m] else float(np.exp(-surprise[m])),
+        )
+
     for m in np.flatnonzero(is_miss):
         owner = owners_arr[m]
-        if len(missed_lists[owner]) >= settings.explain_limit:
-            continue
-        top = np.argsort(-selected[m], kind="stable")[: settings.top_g]
-        missed_lists[owner].append(
-            MissedKey(
-                position=sequence_positions[m],
-                actual=token_to_key(int(truth[m])),
-                expected=[token_to_key(int(t)) for t in top],
-                probability=0.0 if is_unseen[m] else float(np.exp(-surprise[m])),
-            )
-        )
+        if len(missed_lists[owner]) < settings.explain_limit:
+            missed_lists[owner].append(explained(m))
+    # per sequence, the position this batch found least likely (stable: the first on ties)
+    order = np.lexsort((np.arange(len(surprise)), -surprise, owners_arr))
+    owners_sorted = owners_arr[order]
+    firsts = order[np.r_[True, owners_sorted[1:] != owners_sorted[:-1]]]
+    for m in firsts:
+        owner = owners_arr[m]
+        if surprise[m] > most_surprise[owner]:
+            most_surprise[owner] = surprise[m]
+            most_surprising[owner] = explained(m)

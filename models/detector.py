@@ -61,7 +61,9 @@ class Detector:
         return "<unseen template>" if key < 0 else self.vocabulary.templates[key].text
 
     def explain(self, score: SequenceScore) -> list[dict]:
-        """Per missed position: what was logged and what the model expected there."""
+        """Per missed position: what was logged and what the model expected there. A sequence
+        flagged for a surprising key inside the top-g gets that position instead."""
+        positions = score.missed or ([score.most_surprising] if score.most_surprising is not None else [])
         return [
             {
                 "position": m.position,
@@ -69,5 +71,5 @@ class Detector:
                 "actual_probability": round(m.probability, 6),
                 "expected": [self.template(k) for k in m.expected],
             }
-            for m in score.missed
+            for m in positions
         ]

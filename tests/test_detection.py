@@ -98,3 +98,10 @@ def test_decision_rule_thresholds():
     assert is_anomalous(s, settings(miss_ratio_threshold=0.1))  # 1 > 0.5
     assert not is_anomalous(s, settings(miss_ratio_threshold=0.2))  # 1 > 1.0 is false
     assert is_anomalous(s, settings(miss_ratio_threshold=0.2, surprise_threshold=1.0))
+
+
+def test_the_least_likely_key_is_kept_for_explanations():
+    s = score_sequences([[0, 0, 1, 0, END_KEY]], always_predicts(0), np.zeros(3), settings(top_g=3))[0]
+    assert s.misses == 0  # everything is inside the top 3 ...
+    assert s.most_surprising.position == 2 and s.most_surprising.actual == 1  # ... but key 1 was least likely
+    assert s.most_surprising.expected[0] == 0
