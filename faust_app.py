@@ -41,10 +41,14 @@ app = faust.App(
 raw_topic = app.topic(*settings.input_topics, value_serializer="raw")
 keys_topic = app.topic(settings.keys_topic, key_type=str, value_serializer="json", internal=True)
 sequences_topic = app.topic(settings.sequences_topic, key_type=str, value_serializer="json", internal=True)
-alerts_topic = app.topic(settings.alerts_topic, key_type=str, value_serializer="json")
-dlq_topic = app.topic(settings.dlq_topic, value_serializer="json")
+# Output topics are created when missing before the first send (see agents/), so no send
+# waits on a broker's auto-creation.
+alerts_topic = app.topic(settings.alerts_topic, key_type=str, value_serializer="json", internal=True)
+dlq_topic = app.topic(settings.dlq_topic, value_serializer="json", internal=True)
 scores_topic = (
-    app.topic(settings.scores_topic, key_type=str, value_serializer="json") if settings.publish_scores else None
+    app.topic(settings.scores_topic, key_type=str, value_serializer="json", internal=True)
+    if settings.publish_scores
+    else None
 )
 open_sessions = app.Table("logbert-open-sessions", default=None, value_type=None)
 quiet = parse_stage.QuietClock()

@@ -24,6 +24,7 @@ class QuietClock:
 async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock) -> None:
     pipeline: Pipeline = pipeline_factory()
     settings = pipeline.settings
+    await dlq_topic.maybe_declare()
     async for events in stream.take_events(settings.parse_batch, within=settings.max_wait):
         clock.touch()
         messages = [

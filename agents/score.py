@@ -34,6 +34,9 @@ def score_batch(pipeline: Pipeline, payloads: list[dict]) -> list[tuple[dict, bo
 
 async def run(stream, pipeline_factory, alerts_topic, scores_topic) -> None:
     pipeline: Pipeline = pipeline_factory()
+    for topic in (alerts_topic, scores_topic):
+        if topic is not None:
+            await topic.maybe_declare()
     async for payloads in stream.take(pipeline.settings.score_batch, within=pipeline.settings.max_wait):
         for summary, anomalous, alert in score_batch(pipeline, payloads):
             if alert is not None:
