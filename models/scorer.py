@@ -88,7 +88,3 @@ class OnnxScorer:
 
 def nvidia_device_present() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
-
-
-def default_provider() -> str:
-    return os.environ.get("LOGBERT_PROVIDER", "auto")

@@ -24,6 +24,3 @@ class Dataset:
     vocabulary_kind: str  # "drain" (mine templates from contents) or "events" (contents are ids)
     preset: str = "generic"
     counts: dict[str, int] = field(default_factory=dict)  # what the reader skipped or repaired
-
-    def counts_open(self) -> int:
-        return sum(1 for s in self.sequences if not s.closed)
