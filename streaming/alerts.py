@@ -63,7 +63,8 @@ def build_alert(
         "missed_positions": [
             {
                 "position": m["position"],
-                "actual": _bounded(m["actual"]),
+                # an unseen template has no text of its own: show the line as it was logged
+                "actual": _bounded(sequence.unseen_lines.get(m["position"], m["actual"])),
                 "actual_probability": m["actual_probability"],
                 "expected": [_bounded(e) for e in m["expected"]],
             }

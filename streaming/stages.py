@@ -16,7 +16,7 @@ from logkeys.templates import TemplateSet
 from models.vocab import END_KEY, OPEN_KEY
 from sequences.windows import window_id, window_starts
 from streaming.messages import Rejected, decode_value
-from streaming.windows import ClosedSequence, SessionWindower
+from streaming.windows import ClosedSequence, SessionWindower, remember_unseen
 
 
 @dataclass
@@ -36,6 +36,13 @@ class ParseResult:
     unseen: int
     without_session: int
     watermark: float
+
+
+MAX_RAW_CHARS = 512
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_RAW_CHARS else text[: MAX_RAW_CHARS - 1] + "…"
 
 
 GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
@@ -83,7 +90,10 @@ class ParseStage:
                 if not ids:
                     without_session += 1
                 for session in ids:
-                    events.setdefault(session, []).append([parsed.key, ts, self.watermark, origin, message.offset])
+                    raw_text = _bounded(raw.text) if parsed.key < 0 else None  # explains an unseen template
+                    events.setdefault(session, []).append(
+                        [parsed.key, ts, self.watermark, origin, message.offset, raw_text]
+                    )
         return ParseResult(events, rejected, lines, unseen, without_session, self.watermark)
 
 
@@ -136,12 +146,12 @@ class WindowStage:
         self, state: MutableMapping[str, dict], partition: int, session: str, events: list[list]
     ) -> list[ClosedSequence]:
         out: list[ClosedSequence] = []
-        for key, ts, watermark, origin, offset in events:
+        for key, ts, watermark, origin, offset, *raw in events:
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
             current = state.get(session)
             if current is not None and current["keys"] and watermark - current["end"] >= self.idle_timeout:
                 out.extend(self.windower.expire({session: state.pop(session)}, watermark))
-            out.extend(self.windower.add(state, session, key, ts, origin, offset))
+            out.extend(self.windower.add(state, session, key, ts, origin, offset, raw[0] if raw else None))
         return out
 
     def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:
@@ -171,6 +181,7 @@ def sequence_to_json(sequence: ClosedSequence) -> dict:
     return {
         "session": sequence.session, "part": sequence.part, "keys": sequence.keys, "start": sequence.start,
         "end": sequence.end, "closed": sequence.closed, "origins": sequence.origins,
+        "unseen_lines": {str(p): text for p, text in sequence.unseen_lines.items()},
     }  # fmt: skip
 
 
@@ -178,6 +189,7 @@ def sequence_from_json(data: dict) -> ClosedSequence:
     return ClosedSequence(
         str(data["session"]), int(data["part"]), [int(k) for k in data["keys"]], float(data["start"]),
         float(data["end"]), bool(data["closed"]), {str(k): [int(v[0]), int(v[1])] for k, v in data["origins"].items()},
+        {int(p): str(text) for p, text in data.get("unseen_lines", {}).items()},
     )  # fmt: skip
 
 
@@ -197,15 +209,16 @@ class TimeWindowStage(WindowStage):
     ) -> list[ClosedSequence]:
         value = state.get(source) or {"windows": {}, "closed_before": -math.inf}
         windows = value["windows"]
-        for key, ts, watermark, origin, offset in events:
+        for key, ts, watermark, origin, offset, *raw in events:
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
             starts = [
                 k for k in window_starts(ts, self.size, self.step) if k * self.step + self.size > value["closed_before"]
             ]
             self.late += not starts
             for k in starts:
-                window = windows.setdefault(str(k), {"keys": [], "origins": {}})
+                window = windows.setdefault(str(k), {"keys": [], "origins": {}, "unseen": {}})
                 window["keys"].append(key)
+                remember_unseen(window, raw[0] if raw else None)
                 span = window["origins"].setdefault(origin, [offset, offset])
                 span[0], span[1] = min(span[0], offset), max(span[1], offset)
         closed = self._close(source, value, self.watermark[partition], everything=False)
@@ -223,7 +236,10 @@ class TimeWindowStage(WindowStage):
             if ended:
                 value["closed_before"] = max(value["closed_before"], start + self.size)
             name = window_id("" if source == GLOBAL_SOURCE else source, start)
-            out.append(ClosedSequence(name, 0, window["keys"], start, start + self.size, ended, window["origins"]))
+            unseen = {int(p): text for p, text in window.get("unseen", {}).items()}
+            out.append(
+                ClosedSequence(name, 0, window["keys"], start, start + self.size, ended, window["origins"], unseen)
+            )
         return out
 
     def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:

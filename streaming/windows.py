@@ -20,10 +20,21 @@ class ClosedSequence:
     end: float
     closed: bool  # True: ended by idle timeout (END); False: cut at max length or flushed (OPEN)
     origins: dict[str, list[int]] = field(default_factory=dict)  # "topic/partition" -> [first, last] offset
+    unseen_lines: dict[int, str] = field(default_factory=dict)  # position -> raw line of an unseen template
+
+
+MAX_UNSEEN_KEPT = 5  # raw lines of unseen templates kept per sequence, for the alert's explanation
 
 
 def _new(part: int, ts: float) -> dict:
-    return {"part": part, "keys": [], "start": ts, "end": ts, "origins": {}}
+    return {"part": part, "keys": [], "start": ts, "end": ts, "origins": {}, "unseen": {}}
+
+
+def remember_unseen(value: dict, raw: str | None) -> None:
+    """Keeps the raw text of an unseen line at its position (the key was just appended)."""
+    unseen = value.setdefault("unseen", {})
+    if raw is not None and len(unseen) < MAX_UNSEEN_KEPT:
+        unseen[str(len(value["keys"]) - 1)] = raw
 
 
 class SessionWindower:
@@ -34,11 +45,13 @@ class SessionWindower:
         self.max_keys = max_keys
 
     def add(
-        self, state: MutableMapping[str, dict], session: str, key: int, ts: float, origin: str, offset: int
-    ) -> list[ClosedSequence]:
+        self, state: MutableMapping[str, dict], session: str, key: int, ts: float, origin: str, offset: int,
+        raw: str | None = None,
+    ) -> list[ClosedSequence]:  # fmt: skip
         """Appends one key; returns the part it completed when max_keys was reached."""
         current = state.get(session) or _new(0, ts)
         current["keys"].append(key)
+        remember_unseen(current, raw)
         current["start"] = min(current["start"], ts)
         current["end"] = max(current["end"], ts)
         span = current["origins"].setdefault(origin, [offset, offset])
@@ -68,4 +81,5 @@ class SessionWindower:
         return ClosedSequence(
             session, value["part"], list(value["keys"]), value["start"], value["end"], closed,
             {k: list(v) for k, v in value["origins"].items()},
+            {int(k): v for k, v in value.get("unseen", {}).items()},
         )  # fmt: skip

@@ -159,3 +159,25 @@ def test_streaming_time_windows_equal_the_batch_windows():
         (b.id, [keys[i] for i in b.records], b.closed) for b in batch
     ]
     assert stage.late == 0
+
+
+def test_an_unseen_template_is_explained_by_its_raw_line():
+    from logkeys.presets import get_preset
+    from logkeys.templates import mine_templates
+    from streaming.stages import ParseStage, RawMessage, WindowStage, sequence_from_json, sequence_to_json
+    from tests.test_parsing import HDFS_LINE
+
+    templates = mine_templates([HDFS_LINE], get_preset("hdfs"))
+    strange = "081109 203519 143 WARN dfs.DataNode: writeBlock blk_7 received exception java.io.IOException"
+    parse = ParseStage(templates, r"blk_-?\d+")
+    result = parse.process([RawMessage(f"{HDFS_LINE.replace('blk_-1608999687919862906', 'blk_7')}\n{strange}".encode(),
+                                       "raw", 0, 3, 0.0)])  # fmt: skip
+    stage = WindowStage(idle_timeout=60, max_keys=100)
+    state: dict = {}
+    stage.on_message(state, 0, result.events)
+    [sequence] = stage.flush(state, 0, watermark=1e12)
+    sequence = sequence_from_json(sequence_to_json(sequence))
+    assert sequence.keys == [0, -1] and sequence.unseen_lines == {1: strange}
+    alert = _alert(sequence)
+    jsonschema.validate(alert, load_schema())
+    assert alert["missed_positions"][0]["actual"] == strange
