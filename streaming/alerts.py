@@ -28,7 +28,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _bounded(text: str) -> str:
+def bounded(text: str) -> str:
     return text if len(text) <= MAX_TEMPLATE_CHARS else text[: MAX_TEMPLATE_CHARS - 1] + "…"
 
 
@@ -64,9 +64,9 @@ def build_alert(
             {
                 "position": m["position"],
                 # an unseen template has no text of its own: show the line as it was logged
-                "actual": _bounded(sequence.unseen_lines.get(m["position"], m["actual"])),
+                "actual": bounded(sequence.unseen_lines.get(m["position"], m["actual"])),
                 "actual_probability": m["actual_probability"],
-                "expected": [_bounded(e) for e in m["expected"]],
+                "expected": [bounded(e) for e in m["expected"]],
             }
             for m in explanation
         ],

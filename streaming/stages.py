@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from logkeys.templates import TemplateSet
 from models.vocab import END_KEY, OPEN_KEY
 from sequences.windows import window_id, window_starts
+from streaming.alerts import bounded
 from streaming.messages import Rejected, decode_value
 from streaming.windows import ClosedSequence, SessionWindower, remember_unseen
 
@@ -30,19 +31,12 @@ class RawMessage:
 
 @dataclass
 class ParseResult:
-    events: dict[str, list[list]]  # session -> [[key, ts, watermark, origin, offset], ...]
+    events: dict[str, list[list]]  # session -> [[key, ts, watermark, origin, offset, raw line if unseen], ...]
     rejected: list[tuple[RawMessage, Rejected]]
     lines: int
     unseen: int
     without_session: int
     watermark: float
-
-
-MAX_RAW_CHARS = 512
-
-
-def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_RAW_CHARS else text[: MAX_RAW_CHARS - 1] + "…"
 
 
 GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
@@ -89,8 +83,8 @@ class ParseStage:
                 ids = self.group_keys(raw.text, parsed.fields, raw.source)
                 if not ids:
                     without_session += 1
+                raw_text = bounded(raw.text) if parsed.key < 0 else None  # explains an unseen template
                 for session in ids:
-                    raw_text = _bounded(raw.text) if parsed.key < 0 else None  # explains an unseen template
                     events.setdefault(session, []).append(
                         [parsed.key, ts, self.watermark, origin, message.offset, raw_text]
                     )
