@@ -4,7 +4,8 @@
                └──▶ logbert-dlq      (open sessions: Table logbert-open-sessions, changelogged)
 
     python faust_app.py worker -l info          # run the pipeline (settings from the environment)
-    python faust_app.py train|evaluate|generate|produce|alerts|demo --help
+    python faust_app.py train|evaluate|generate|produce|alerts|replay|demo|settings --help
+    GET :6066/metrics (Prometheus), /health (liveness: model loaded, no stuck partition), /ready
 
 The stages' logic lives in agents/ and streaming/; the commands' in commands/.
 """
@@ -21,19 +22,33 @@ from faust.cli import option
 from agents import parse as parse_stage
 from agents import score as score_stage
 from agents import window as window_stage
+from agents.observe import WorkerObserver
 from agents.pipeline import load_pipeline
 from commands.cli_options import evaluate_options, generate_options, produce_options, train_options
 from commands.common import plain_signals
-from streaming.settings import StreamSettings
+from streaming import metrics
+from streaming.settings import StreamSettings, reference_table
+
+
+class LogbertApp(faust.App):
+    async def on_first_start(self) -> None:
+        # Only a worker starts the app. Load the model before the consumer joins the group, so
+        # a bad model directory exits with a clear message and nothing consumed or committed.
+        observer.load_model(pipeline)
+        await super().on_first_start()
+
 
 settings = StreamSettings()
-app = faust.App(
+observer = WorkerObserver(settings)
+if settings.data_dir:
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+app = LogbertApp(
     settings.app_id,  # the consumer group
     broker=settings.broker_url,
     value_serializer="json",  # internal topics and the table's changelog; raw input is read as bytes
     topic_partitions=settings.internal_partitions,
     store="memory://",  # open sessions are rebuilt from the table's changelog topic
-    web_port=int(os.environ.get("LOGBERT_WEB_PORT", "6066")),
+    web_port=settings.web_port,
     autodiscover=False,
     **settings.faust_overrides(),
 )
@@ -76,6 +91,28 @@ async def score(stream):
 @app.timer(interval=1.0)
 async def flush_when_quiet():
     await parse_stage.flush_if_quiet(pipeline, keys_topic, quiet)
+
+
+@app.timer(interval=5.0)
+async def watch_progress():
+    observer.refresh(app, open_sessions)
+
+
+@app.page("/metrics")
+async def metrics_page(self, request):
+    body, content_type = metrics.exposition()
+    return self.bytes(body, headers={"Content-Type": content_type})
+
+
+@app.page("/health")
+async def health_page(self, request):
+    health = observer.health()
+    return self.json(health.as_json(), status=200 if health.live else 503)
+
+
+@app.page("/ready")
+async def ready_page(self, request):
+    return self.json({"ready": observer.model_loaded}, status=200 if observer.model_loaded else 503)
 
 
 @app.command(*train_options)
@@ -155,6 +192,12 @@ async def demo(self, demo_dir: str, retrain: bool, stream: bool) -> None:
 
     plain_signals()
     run_demo(Path(demo_dir), retrain=retrain, stream=stream)
+
+
+@app.command()
+async def settings_reference(self) -> None:
+    """Print every environment variable the worker reads, its default and what it changes."""
+    print(reference_table())
 
 
 if __name__ == "__main__":

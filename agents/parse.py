@@ -6,7 +6,8 @@ import base64
 import time
 
 from agents.pipeline import Pipeline
-from streaming.stages import RawMessage
+from streaming import metrics
+from streaming.stages import ParseResult, RawMessage
 
 
 class QuietClock:
@@ -32,6 +33,7 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
             for e in events
         ]
         result = pipeline.parse.process(messages)
+        count(result, len(messages))
         for message, rejected in result.rejected:
             await dlq_topic.send(
                 value={
@@ -47,6 +49,16 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
             by_partition.setdefault(pipeline.partition_for(session), {})[session] = session_events
         for partition, sessions in by_partition.items():
             await keys_topic.send(key=str(partition), partition=partition, value={"sessions": sessions})
+
+
+def count(result: ParseResult, messages: int) -> None:
+    metrics.RAW_MESSAGES.inc(messages)
+    metrics.LINES_PARSED.inc(result.lines)
+    metrics.UNSEEN_LINES.inc(result.unseen)
+    metrics.LINES_WITHOUT_SESSION.inc(result.without_session)
+    metrics.BATCH_SIZE.labels("parse").observe(result.lines)
+    for _, rejected in result.rejected:
+        metrics.DLQ_MESSAGES.labels(metrics.dlq_reason_label(rejected.reason)).inc()
 
 
 async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from agents.pipeline import Pipeline
+from streaming import metrics
 from streaming.alerts import build_alert
 from streaming.stages import keys_for_scoring, sequence_from_json
 
@@ -38,7 +39,13 @@ async def run(stream, pipeline_factory, alerts_topic, scores_topic) -> None:
         if topic is not None:
             await topic.maybe_declare()
     async for payloads in stream.take(pipeline.settings.score_batch, within=pipeline.settings.max_wait):
-        for summary, anomalous, alert in score_batch(pipeline, payloads):
+        started = time.perf_counter()
+        results = score_batch(pipeline, payloads)
+        metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels("score").observe(len(results))
+        for summary, anomalous, alert in results:
+            metrics.SEQUENCES_SCORED.labels("ended" if summary["closed"] else "open").inc()
+            metrics.ALERTS.inc(alert is not None)
             if alert is not None:
                 await alerts_topic.send(key=alert["key"], value=alert)
             if scores_topic is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from agents.pipeline import Pipeline
+from streaming import metrics
 from streaming.stages import sequence_to_json
 
 
@@ -19,7 +20,8 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
             watermark = value["flush"] if value["flush"] is not None else -math.inf
             closed = pipeline.window.flush(open_sessions, partition, watermark)
         else:
-            closed, _replayed = pipeline.window.on_message(open_sessions, partition, value["sessions"])
+            closed, replayed = pipeline.window.on_message(open_sessions, partition, value["sessions"])
+            metrics.REPLAYED_EVENTS.inc(replayed)
             watermark = pipeline.window.watermark.get(partition, -math.inf)
             if watermark - last_expiry.get(partition, -math.inf) >= 1.0:  # at most once per event-time second
                 last_expiry[partition] = watermark

@@ -12,6 +12,21 @@ from pathlib import Path
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# (variable, default, meaning) for the configuration reference; secrets also read from NAME_FILE.
+SECURITY_VARIABLES = (
+    (
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        f"{', '.join(f'`{p}`' for p in PROTOCOLS)}; also for `produce`, `alerts`, `replay`",
+    ),
+    ("KAFKA_SASL_MECHANISM", "PLAIN", ", ".join(f"`{m}`" for m in MECHANISMS)),
+    ("KAFKA_SASL_USERNAME", "", "SASL user"),
+    ("KAFKA_SASL_PASSWORD", "", "SASL password, or a file in `KAFKA_SASL_PASSWORD_FILE`; never logged"),
+    ("KAFKA_SSL_CA_FILE", "", "CA bundle that signs the brokers' certificates"),
+    ("KAFKA_SSL_CERT_FILE", "", "client certificate (PEM) for mutual TLS"),
+    ("KAFKA_SSL_KEY_FILE", "", "client key (PEM)"),
+    ("KAFKA_SSL_KEY_PASSWORD", "", "client key password, or a file in `KAFKA_SSL_KEY_PASSWORD_FILE`; never logged"),
+)
 
 
 def _secret(env: dict[str, str], name: str) -> str | None:

@@ -1,41 +1,84 @@
-"""Worker settings from environment variables (the images and manifests set these)."""
+"""Worker settings from environment variables (the images and manifests set these).
+
+Each setting names its variable, default and meaning once, here; `python faust_app.py settings`
+prints the reference table the README carries, and a test keeps the two equal."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
-from streaming.security import KafkaSecurity
+from streaming.security import SECURITY_VARIABLES, KafkaSecurity
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def _topics(value: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in value.split(",") if t.strip())
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _optional_float(value: str) -> float | None:
+    return float(value) if value.strip() else None
+
+
+def env_setting(name: str, default: str, help: str, parse: Callable[[str], object] = str):
+    """A dataclass field read from `name` (else `default`), parsed, with a clear error if it cannot be."""
+
+    def read():
+        raw = os.environ.get(name, default)
+        try:
+            return parse(raw)
+        except ValueError as error:
+            raise ValueError(f"{name}={raw!r} is not valid: {error}") from None
+
+    return field(default_factory=read, metadata={"env": name, "default": default, "help": help})
 
 
 @dataclass(frozen=True)
 class StreamSettings:
-    app_id: str = field(default_factory=lambda: _env("LOGBERT_APP_ID", "logbert"))  # the consumer group
-    bootstrap_servers: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"))
-    input_topics: tuple[str, ...] = field(
-        default_factory=lambda: tuple(
-            t.strip() for t in _env("LOGBERT_INPUT_TOPICS", "logs-raw").split(",") if t.strip()
-        )
+    bootstrap_servers: str = env_setting("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", "brokers, comma-separated")
+    app_id: str = env_setting(
+        "LOGBERT_APP_ID", "logbert", "Faust app id = consumer group; prefixes the internal topics"
     )
-    model_dir: str = field(default_factory=lambda: _env("LOGBERT_MODEL_DIR", "model"))
-    value_format: str = field(default_factory=lambda: _env("LOGBERT_VALUE_FORMAT", "auto"))  # auto, text, json
-    internal_partitions: int = field(default_factory=lambda: int(_env("LOGBERT_PARTITIONS", "4")))
-    max_session_keys: int = field(default_factory=lambda: int(_env("LOGBERT_MAX_SESSION_KEYS", "2048")))
-    parse_batch: int = field(default_factory=lambda: int(_env("LOGBERT_PARSE_BATCH", "1000")))
-    score_batch: int = field(default_factory=lambda: int(_env("LOGBERT_SCORE_BATCH", "256")))
-    max_wait: float = field(default_factory=lambda: float(_env("LOGBERT_MAX_WAIT", "0.2")))
-    # Wall-clock seconds with no input after which open sessions are emitted as still open.
-    quiet_flush: float = field(default_factory=lambda: float(_env("LOGBERT_QUIET_FLUSH", "60")))
-    provider: str = field(default_factory=lambda: _env("LOGBERT_PROVIDER", "auto"))
-    publish_scores: bool = field(default_factory=lambda: _env("LOGBERT_PUBLISH_SCORES", "0") == "1")
-
-    alerts_topic: str = field(default_factory=lambda: _env("LOGBERT_ALERTS_TOPIC", "logbert-alerts"))
-    dlq_topic: str = field(default_factory=lambda: _env("LOGBERT_DLQ_TOPIC", "logbert-dlq"))
-    scores_topic: str = field(default_factory=lambda: _env("LOGBERT_SCORES_TOPIC", "logbert-scores"))
+    input_topics: tuple[str, ...] = env_setting("LOGBERT_INPUT_TOPICS", "logs-raw", "raw log topics, comma-separated",
+                                                _topics)  # fmt: skip
+    model_dir: str = env_setting("LOGBERT_MODEL_DIR", "model", "the model directory, validated before the worker joins")
+    value_format: str = env_setting("LOGBERT_VALUE_FORMAT", "auto", "message values: `auto`, `text` or `json`")
+    internal_partitions: int = env_setting(
+        "LOGBERT_PARTITIONS", "4", "partitions of the internal topics and the table (caps window/score workers)", int
+    )
+    max_session_keys: int = env_setting(
+        "LOGBERT_MAX_SESSION_KEYS", "2048", "a longer session is cut into parts (scored as OPEN)", int
+    )
+    parse_batch: int = env_setting("LOGBERT_PARSE_BATCH", "1000", "raw messages per parse batch", int)
+    score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
+    max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds a stage waits to fill a batch", float)
+    quiet_flush: float = env_setting(
+        "LOGBERT_QUIET_FLUSH", "60", "seconds without input before open sessions are emitted", float
+    )
+    provider: str = env_setting("LOGBERT_PROVIDER", "auto", "ONNX Runtime provider: `auto`, `cuda` or `cpu`")
+    publish_scores: bool = env_setting(
+        "LOGBERT_PUBLISH_SCORES", "0", "`1` publishes every sequence's score to the scores topic", _flag
+    )
+    alerts_topic: str = env_setting("LOGBERT_ALERTS_TOPIC", "logbert-alerts", "where alerts go")
+    dlq_topic: str = env_setting("LOGBERT_DLQ_TOPIC", "logbert-dlq", "where undecodable messages go, with a reason")
+    scores_topic: str = env_setting("LOGBERT_SCORES_TOPIC", "logbert-scores", "every score, if published")
+    web_port: int = env_setting("LOGBERT_WEB_PORT", "6066", "HTTP port of /metrics, /health and /ready", int)
+    data_dir: str = env_setting(
+        "LOGBERT_DATA_DIR", "", "Faust's data directory (default `{app id}-data` in the working directory)"
+    )
+    stuck_after: float = env_setting(
+        "LOGBERT_STUCK_AFTER", "180", "seconds a partition with lag may stand still before /health fails", float
+    )
+    # Only for brokers that need it (the demo's embedded one): never set by default.
+    broker_session_timeout: float | None = env_setting(
+        "LOGBERT_BROKER_SESSION_TIMEOUT", "", "consumer session timeout in seconds (default: Faust's)",
+        _optional_float,
+    )  # fmt: skip
+    security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)
 
     # Internal topics carry the app id, so two deployments on one cluster never share them.
     @property
@@ -46,22 +89,13 @@ class StreamSettings:
     def sequences_topic(self) -> str:
         return f"{self.app_id}-sequences"
 
-    # Only for brokers that need it (the demo's embedded one): never set by default.
-    broker_session_timeout: float | None = field(
-        default_factory=lambda: (
-            float(os.environ["LOGBERT_BROKER_SESSION_TIMEOUT"])
-            if os.environ.get("LOGBERT_BROKER_SESSION_TIMEOUT")
-            else None
-        )
-    )
-
-    security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)
-
     def faust_overrides(self) -> dict:
         overrides: dict = {}
         credentials = self.security.faust_credentials()
         if credentials is not None:
             overrides["broker_credentials"] = credentials
+        if self.data_dir:
+            overrides["datadir"] = self.data_dir
         if self.broker_session_timeout is not None:
             overrides["broker_session_timeout"] = self.broker_session_timeout
             overrides["broker_heartbeat_interval"] = max(0.5, self.broker_session_timeout / 6)
@@ -74,3 +108,17 @@ class StreamSettings:
     @property
     def broker_url(self) -> str:
         return ",".join("kafka://" + s.strip() for s in self.bootstrap_servers.split(",") if s.strip())
+
+
+def variables() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting the worker reads."""
+    own = [(f.metadata["env"], f.metadata["default"], f.metadata["help"]) for f in fields(StreamSettings) if f.metadata]
+    return own + list(SECURITY_VARIABLES)
+
+
+def reference_table() -> str:
+    rows = ["| variable | default | what it changes |", "|---|---|---|"]
+    rows += [
+        f"| `{name}` | {f'`{default}`' if default else '—'} | {meaning} |" for name, default, meaning in variables()
+    ]
+    return "\n".join(rows)

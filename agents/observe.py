@@ -1,0 +1,85 @@
+"""What Prometheus and Kubernetes see of a worker: the model state, consumer lag, open windows
+and stuck partitions behind /metrics, /health and /ready."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from models.artefact import ModelDirectoryError
+from models.scorer import ProviderUnavailable
+from streaming import metrics
+from streaming.health import Health, PartitionProgress, ProgressWatch
+from streaming.settings import StreamSettings
+
+log = logging.getLogger("logbert.worker")
+
+
+class WorkerObserver:
+    def __init__(self, settings: StreamSettings) -> None:
+        self.settings = settings
+        self.watch = ProgressWatch(settings.stuck_after)
+        self.model_loaded = False
+        self.model_error: str | None = None
+        self.stuck: list[PartitionProgress] = []
+        self.assigned = 0
+
+    def load_model(self, pipeline_factory: Callable) -> None:
+        """Loads and validates the model before the worker joins its group, so a bad model
+        directory stops it with a clear message and nothing consumed or committed."""
+        try:
+            pipeline = pipeline_factory()
+        except (ModelDirectoryError, FileNotFoundError, ProviderUnavailable) as error:
+            self.model_error = str(error)
+            log.error("cannot start: %s", error)
+            message = f"logbert worker: cannot start: {error} (LOGBERT_MODEL_DIR={self.settings.model_dir})"
+            raise SystemExit(message) from None
+        detector = pipeline.detector
+        self.model_loaded = True
+        metrics.MODEL_LOADED.set(1)
+        metrics.MODEL_INFO.labels(detector.version).set(1)
+        metrics.EXECUTION_PROVIDER.labels(detector.provider).set(1)
+        log.info("model version %s loaded from %s, provider %s", detector.version, self.settings.model_dir,
+                 detector.provider)  # fmt: skip
+
+    def watched_topics(self) -> set[str]:
+        return {*self.settings.input_topics, self.settings.keys_topic, self.settings.sequences_topic}
+
+    def refresh(self, app, open_sessions) -> None:
+        """Called on a timer: lag per assigned partition, stuck partitions, open windows."""
+        progress = self._progress(app)
+        self.assigned = len(progress)
+        metrics.CONSUMER_LAG.clear()
+        for p in progress:
+            metrics.CONSUMER_LAG.labels(p.topic, str(p.partition)).set(p.lag)
+        self.stuck = self.watch.observe(time.monotonic(), progress)
+        metrics.STUCK_PARTITIONS.set(len(self.stuck))
+        for p in self.stuck:
+            log.warning("partition %s/%d is stuck at offset %s with lag %d", p.topic, p.partition, p.position, p.lag)
+        metrics.OPEN_WINDOWS.set(self._open_windows(app, open_sessions))
+
+    def health(self) -> Health:
+        return Health(self.model_loaded, self.model_error, self.assigned, list(self.stuck))
+
+    def _progress(self, app) -> list[PartitionProgress]:
+        consumer = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})  # Faust's own record: next offset to process
+        out = []
+        for tp in sorted(consumer.assignment()):
+            if tp.topic not in self.watched_topics():
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet, or revoked while we looked
+                highwater = None
+            out.append(PartitionProgress(tp.topic, tp.partition, committed.get(tp), highwater))
+        return out
+
+    def _open_windows(self, app, open_sessions) -> int:
+        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == self.settings.keys_topic}
+        count = 0
+        for value in open_sessions.data.values():  # the store also holds standby partitions: count actives only
+            if isinstance(value, dict) and value.get("partition") in actives:
+                count += len(value["windows"]) if "windows" in value else 1
+        return count
