@@ -1,0 +1,168 @@
+"""A worker started the way the CPU image starts it, on the real test broker: its files are what
+deploy/Dockerfile copies, its Python environment what the image installs (no torch, onnxruntime
+CPU), its settings the image's ENV plus deploy/k8s/base/worker.env. /metrics and /health are
+read while lines flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from commands.kafka_io import run_produce
+from commands.live import consume_json, create_topic, free_port, unique
+from streaming.settings import StreamSettings
+from tests.conftest import ROOT
+from tests.deploy_support import DEPLOY, env_file, read_image, stage_image_files
+from tests.kafka_support import require_broker
+from tests.test_stream_kafka import batch_decisions
+
+pytestmark = pytest.mark.kafka
+
+
+def serving_python() -> str:
+    """The serving-cpu virtualenv (built once, cached like the dev one)."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "venv.sh")], env={**os.environ, "LOGBERT_VENV_FLAVOUR": "serving-cpu"},
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return str(Path(done.stdout.strip()) / "bin" / "python")
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except (urllib.error.URLError, ConnectionError):  # not listening yet
+        return 0, b""
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sample name{labels} -> value."""
+    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def wait_until(predicate, timeout: float, what: str, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout:.0f} s; worker log tail:\n{log.read_text()[-3000:]}")
+
+
+def test_worker_started_like_the_image_serves_metrics_and_health(trained_model, generated_hdfs, tmp_path):
+    bootstrap = require_broker()
+    image = read_image(DEPLOY / "Dockerfile")
+    app_dir = stage_image_files(image, tmp_path / "app")
+    topic, app_id, alerts_topic, dlq_topic = (unique(p) for p in ("logs-raw", "logbert-ops", "alerts", "dlq"))
+    create_topic(bootstrap, topic, 1)
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        **image.env,
+        **env_file(DEPLOY / "k8s" / "base" / "worker.env"),
+    }
+    # What the orchestrator maps: the model volume, the data volume, the broker, names unique to this test.
+    env.update({
+        "LOGBERT_MODEL_DIR": str(trained_model), "LOGBERT_DATA_DIR": str(tmp_path / "data" / "faust"),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic,
+        "LOGBERT_ALERTS_TOPIC": alerts_topic, "LOGBERT_DLQ_TOPIC": dlq_topic, "LOGBERT_WEB_PORT": str(port),
+        "LOGBERT_QUIET_FLUSH": "8",
+    })  # fmt: skip
+    command = [serving_python(), *image.entrypoint[1:], *image.cmd]
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        worker = subprocess.Popen(command, cwd=app_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: worker.poll() is None and get(f"http://127.0.0.1:{port}/ready")[0] == 200, 120,
+                   "the worker did not become ready", log)  # fmt: skip
+        before = scrape(port)
+        version = json.loads((trained_model / "config.json").read_text())["version"]
+        assert before["logbert_lines_parsed_total"] == 0 and before["logbert_model_loaded"] == 1
+        assert before[f"logbert_model_info{{version={version}}}"] == 1
+        assert before["logbert_execution_provider{provider=CPUExecutionProvider}"] == 1
+        assert f"model version {version}" in log.read_text()
+
+        log_path = generated_hdfs[0]
+        lines = len(log_path.read_text().splitlines())
+        _, sequences = batch_decisions(trained_model, log_path)
+        run_produce(StreamSettings(bootstrap_servers=bootstrap), str(log_path), topic, 0.0, 1)
+        from confluent_kafka import Producer
+
+        producer = Producer({"bootstrap.servers": bootstrap})
+        producer.produce(topic, value=b"\xff\xfe not utf-8")
+        producer.flush(10)
+
+        seen_open = []
+
+        def all_scored():
+            samples = scrape(port)
+            seen_open.append(samples["logbert_open_windows"])
+            scored = sum(v for k, v in samples.items() if k.startswith("logbert_sequences_scored_total"))
+            return samples if scored >= sequences else None
+
+        after = wait_until(all_scored, 180, f"the worker did not score {sequences} sequences", log)
+        assert after["logbert_lines_parsed_total"] == lines
+        assert after["logbert_raw_messages_total"] == lines + 1
+        assert after["logbert_dlq_messages_total{reason=not UTF-8}"] == 1
+        assert after["logbert_batch_size_count{stage=parse}"] >= 1
+        assert after["logbert_batch_size_sum{stage=score}"] == sequences
+        assert after["logbert_scoring_seconds_count"] == after["logbert_batch_size_count{stage=score}"] >= 1
+        assert max(seen_open) > 0, "open sessions were never counted"
+        assert f"logbert_consumer_lag{{partition=0,topic={topic}}}" in after
+
+        alerts = [
+            v for _, v in consume_json(bootstrap, [alerts_topic], lambda v: len(v) >= after["logbert_alerts_total"], 60)
+        ]
+        assert len(alerts) == after["logbert_alerts_total"] > 0
+        assert {a["model_version"] for a in alerts} == {version}
+
+        settled = wait_until(lambda: (s := scrape(port))[f"logbert_consumer_lag{{partition=0,topic={topic}}}"] == 0 and s,
+                             60, "the raw partition's lag did not reach 0", log)  # fmt: skip
+        assert settled["logbert_stuck_partitions"] == 0
+        status, body = get(f"http://127.0.0.1:{port}/health")
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "ok" and health["assigned_partitions"] >= 1, health
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    assert worker.returncode == 0, log.read_text()[-3000:]
+
+
+def test_worker_with_a_bad_model_directory_exits_with_a_clear_error(tmp_path, trained_model):
+    """Refused before joining the group: nothing is consumed, so nothing is committed."""
+    import shutil
+
+    bad = tmp_path / "model"
+    shutil.copytree(trained_model, bad)
+    (bad / "model.onnx").write_bytes(b"not an onnx file")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOGBERT_MODEL_DIR": str(bad), "LOGBERT_WEB_PORT": str(free_port()),
+           "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "LOGBERT_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    done = subprocess.run([sys.executable, "faust_app.py", "worker"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert "cannot start: model.onnx could not be loaded" in done.stderr
