@@ -22,6 +22,7 @@ class WorkerObserver:
         self.watch = ProgressWatch(settings.stuck_after)
         self.model_loaded = False
         self.model_error: str | None = None
+        self.pipeline = None
         self.stuck: list[PartitionProgress] = []
         self.assigned = 0
 
@@ -36,6 +37,7 @@ class WorkerObserver:
             message = f"logbert worker: cannot start: {error} (LOGBERT_MODEL_DIR={self.settings.model_dir})"
             raise SystemExit(message) from None
         detector = pipeline.detector
+        self.pipeline = pipeline
         self.model_loaded = True
         metrics.MODEL_LOADED.set(1)
         metrics.MODEL_INFO.labels(detector.version).set(1)
@@ -58,6 +60,8 @@ class WorkerObserver:
         for p in self.stuck:
             log.warning("partition %s/%d is stuck at offset %s with lag %d", p.topic, p.partition, p.position, p.lag)
         metrics.OPEN_WINDOWS.set(self._open_windows(app, open_sessions))
+        if self.pipeline is not None:
+            metrics.UNTRANSLATED_KEYS.set(self.pipeline.translator.untranslated)
 
     def health(self) -> Health:
         return Health(self.model_loaded, self.model_error, self.assigned, list(self.stuck))

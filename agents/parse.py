@@ -48,7 +48,10 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
         for session, session_events in result.events.items():
             by_partition.setdefault(pipeline.partition_for(session), {})[session] = session_events
         for partition, sessions in by_partition.items():
-            await keys_topic.send(key=str(partition), partition=partition, value={"sessions": sessions})
+            await keys_topic.send(
+                key=str(partition), partition=partition,
+                value={"sessions": sessions, "vocab": pipeline.translator.current},
+            )  # fmt: skip
 
 
 def count(result: ParseResult, messages: int) -> None:

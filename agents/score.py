@@ -13,7 +13,12 @@ from streaming.stages import keys_for_scoring, sequence_from_json
 def score_batch(pipeline: Pipeline, payloads: list[dict]) -> list[tuple[dict, bool, dict | None]]:
     """(sequence json, anomalous, alert or None) per sequence; pure apart from the clock."""
     detector = pipeline.detector
-    sequences = [sequence_from_json(s) for payload in payloads for s in payload["sequences"]]
+    sequences = []
+    for payload in payloads:  # in flight across a model rollout: a previous model's keys are translated
+        for data in payload["sequences"]:
+            sequence = sequence_from_json(data)
+            sequence.keys = pipeline.translator.translate(sequence.keys, payload.get("vocab"))
+            sequences.append(sequence)
     if not sequences:
         return []
     scores = detector.score([keys_for_scoring(s) for s in sequences])

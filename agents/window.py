@@ -20,7 +20,9 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
             watermark = value["flush"] if value["flush"] is not None else -math.inf
             closed = pipeline.window.flush(open_sessions, partition, watermark)
         else:
-            closed, replayed = pipeline.window.on_message(open_sessions, partition, value["sessions"])
+            closed, replayed = pipeline.window.on_message(
+                open_sessions, partition, value["sessions"], value.get("vocab")
+            )
             metrics.REPLAYED_EVENTS.inc(replayed)
             watermark = pipeline.window.watermark.get(partition, -math.inf)
             if watermark - last_expiry.get(partition, -math.inf) >= 1.0:  # at most once per event-time second
@@ -28,5 +30,6 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
                 closed.extend(pipeline.window.expire(open_sessions, partition))
         if closed:
             await sequences_topic.send(
-                key=str(partition), partition=partition, value={"sequences": [sequence_to_json(s) for s in closed]}
-            )
+                key=str(partition), partition=partition,
+                value={"sequences": [sequence_to_json(s) for s in closed], "vocab": pipeline.translator.current},
+            )  # fmt: skip

@@ -27,6 +27,10 @@ SCORING_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )  # fmt: skip
 CONSUMER_LAG = Gauge("logbert_consumer_lag", "Records waiting per assigned partition", ["topic", "partition"])
+UNTRANSLATED_KEYS = Gauge(
+    "logbert_untranslated_keys",
+    "Keys of an unknown model's vocabulary read as unseen (a rollout without LOGBERT_PREVIOUS_MODEL_DIR)",
+)
 STUCK_PARTITIONS = Gauge("logbert_stuck_partitions", "Assigned partitions with lag whose position stopped moving")
 MODEL_LOADED = Gauge("logbert_model_loaded", "1 once the model directory is loaded and validated")
 MODEL_INFO = Gauge("logbert_model_info", "The model in use (value 1)", ["version"])

@@ -70,6 +70,11 @@ class StreamSettings:
     data_dir: str = env_setting(
         "LOGBERT_DATA_DIR", "", "Faust's data directory (default `{app id}-data` in the working directory)"
     )
+    previous_model_dirs: tuple[str, ...] = env_setting(
+        "LOGBERT_PREVIOUS_MODEL_DIR", "",
+        "during a rollout: the model directories being replaced (comma-separated); open sessions keep their keys",
+        _topics,
+    )  # fmt: skip
     stuck_after: float = env_setting(
         "LOGBERT_STUCK_AFTER", "180", "seconds a partition with lag may stand still before /health fails", float
     )

@@ -16,6 +16,7 @@ from logkeys.templates import TemplateSet
 from models.vocab import END_KEY, OPEN_KEY
 from sequences.windows import window_id, window_starts
 from streaming.alerts import bounded
+from streaming.key_translation import KeyTranslator
 from streaming.messages import Rejected, decode_value
 from streaming.windows import ClosedSequence, SessionWindower, remember_unseen
 
@@ -99,20 +100,37 @@ class WindowStage:
     per-partition record of the highest raw offset applied (kept in the same table) makes the
     replay a no-op, so a session never counts a line twice."""
 
-    def __init__(self, idle_timeout: float, max_keys: int) -> None:
+    def __init__(self, idle_timeout: float, max_keys: int, translator: KeyTranslator | None = None) -> None:
         self.windower = SessionWindower(idle_timeout, max_keys)
         self.idle_timeout = idle_timeout
         self.watermark: dict[int, float] = {}
+        self.translator = translator
+
+    @property
+    def vocabulary(self) -> str | None:
+        return self.translator.current if self.translator else None
+
+    def upgrade(self, value: dict) -> dict:
+        """A table value in the current model's keys (it may hold a previous model's)."""
+        if self.translator is None or value.get("vocab") in (None, self.translator.current):
+            return value
+        translate, old = self.translator.translate, value["vocab"]
+        if "windows" in value:  # a copy: the stored value changes only when it is written back
+            windows = {k: {**w, "keys": translate(w["keys"], old)} for k, w in value["windows"].items()}
+            return {**value, "windows": windows, "vocab": self.translator.current}
+        return {**value, "keys": translate(value["keys"], old), "vocab": self.translator.current}
 
     @staticmethod
     def applied_key(partition: int) -> str:
         return f"\x00applied/{partition}"
 
     def on_message(
-        self, state: MutableMapping[str, dict], partition: int, sessions: dict[str, list[list]]
-    ) -> tuple[list[ClosedSequence], int]:
-        """Applies one keys-topic message; returns the closed sequences and how many events were replays.
-        Each session's value is written back once per message: every write is a changelog record."""
+        self, state: MutableMapping[str, dict], partition: int, sessions: dict[str, list[list]],
+        vocabulary: str | None = None,
+    ) -> tuple[list[ClosedSequence], int]:  # fmt: skip
+        """Applies one keys-topic message (its keys from `vocabulary`); returns the closed sequences and
+        how many events were replays. Each session's value is written back once per message: every
+        write is a changelog record."""
         applied = dict((state.get(self.applied_key(partition)) or {}).get("raw", {}))
         newest = dict(applied)
         closed: list[ClosedSequence] = []
@@ -124,12 +142,15 @@ class WindowStage:
                 continue
             for event in fresh:
                 newest[event[3]] = max(newest.get(event[3], -1), event[4])
+            if self.translator is not None and vocabulary not in (None, self.translator.current):
+                keys = self.translator.translate([e[0] for e in fresh], vocabulary)
+                fresh = [[key, *event[1:]] for key, event in zip(keys, fresh)]
             local: dict[str, dict] = {}
             if state.get(session) is not None:
-                local[session] = state[session]
+                local[session] = self.upgrade(state[session])
             closed.extend(self.on_events(local, partition, session, fresh))
             if session in local:
-                state[session] = {**local[session], "partition": partition}
+                state[session] = {**local[session], "partition": partition, "vocab": self.vocabulary}
             elif state.get(session) is not None:
                 del state[session]
         if newest != applied:
@@ -150,7 +171,7 @@ class WindowStage:
 
     def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:
         watermark = self.watermark.get(partition, -math.inf)
-        mine = {s: v for s, v in state.items() if v.get("partition") == partition}
+        mine = {s: self.upgrade(v) for s, v in state.items() if v.get("partition") == partition}
         closed = self.windower.expire(mine, watermark)
         for sequence in closed:
             state.pop(sequence.session, None)
@@ -160,7 +181,7 @@ class WindowStage:
         """The input went quiet: sessions idle for the timeout have ended, the rest may continue."""
         self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
         out = self.expire(state, partition)
-        mine = {s: v for s, v in state.items() if v.get("partition") == partition}
+        mine = {s: self.upgrade(v) for s, v in state.items() if v.get("partition") == partition}
         for sequence in self.windower.flush(mine):
             state.pop(sequence.session, None)
             out.append(sequence)
@@ -193,15 +214,16 @@ class TimeWindowStage(WindowStage):
     watermark reaches its end, and a flush emits the rest as still open. Lines older than a
     closed window are counted as late and left out."""
 
-    def __init__(self, size: float, step: float) -> None:
-        super().__init__(idle_timeout=size, max_keys=1)
+    def __init__(self, size: float, step: float, translator: KeyTranslator | None = None) -> None:
+        super().__init__(idle_timeout=size, max_keys=1, translator=translator)
         self.size, self.step = size, step
         self.late = 0
 
     def on_events(
         self, state: MutableMapping[str, dict], partition: int, source: str, events: list[list]
     ) -> list[ClosedSequence]:
-        value = state.get(source) or {"windows": {}, "closed_before": -math.inf}
+        value = self.upgrade(state.get(source) or {"windows": {}, "closed_before": -math.inf})
+        value["vocab"] = self.vocabulary
         windows = value["windows"]
         for key, ts, watermark, origin, offset, *raw in events:
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
@@ -240,7 +262,7 @@ class TimeWindowStage(WindowStage):
         watermark = self.watermark.get(partition, -math.inf)
         out = []
         for source in [s for s, v in state.items() if v.get("partition") == partition and "windows" in v]:
-            value = state[source]
+            value = self.upgrade(state[source])
             closed = self._close(source, value, watermark, everything=False)
             if closed:
                 state[source] = value
@@ -251,7 +273,7 @@ class TimeWindowStage(WindowStage):
         self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
         out = []
         for source in [s for s, v in state.items() if v.get("partition") == partition and "windows" in v]:
-            value = state[source]
+            value = self.upgrade(state[source])
             out.extend(self._close(source, value, self.watermark[partition], everything=True))
             state[source] = value
         return out

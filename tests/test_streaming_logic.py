@@ -181,3 +181,48 @@ def test_an_unseen_template_is_explained_by_its_raw_line():
     alert = _alert(sequence)
     jsonschema.validate(alert, load_schema())
     assert alert["missed_positions"][0]["actual"] == strange
+
+
+def _templates(texts: list[str]):
+    from logkeys.presets import get_preset
+    from logkeys.templates import Template, TemplateSet
+
+    return TemplateSet([Template(f"T{i}", t) for i, t in enumerate(texts)], get_preset("hdfs"))
+
+
+def test_open_sessions_carry_over_a_model_rollout_in_the_new_models_keys():
+    """Sessions opened under model A continue under model B (templates reordered, one added, one
+    generalised); events and sequences still in flight from A are translated too."""
+    from streaming.key_translation import KeyTranslator, vocabulary_id
+    from streaming.stages import TimeWindowStage, WindowStage
+
+    old = _templates(["Receiving block <*>", "Received block <*> of size <NUM>", "Deleting block <*> file <*>"])
+    new = _templates(["Verification succeeded for <*>", "Deleting block <*> file <*>", "Received block <*> of size <*>",
+                      "Receiving block <*>"])  # fmt: skip
+    old_id = vocabulary_id(old)
+    state: dict = {}
+    before = WindowStage(60, 100, KeyTranslator(old))
+    before.on_message(state, 0, {"blk_1": [[0, 1.0, 1.0, "raw/0", 1], [1, 2.0, 2.0, "raw/0", 2]]}, old_id)
+    assert state["blk_1"]["vocab"] == old_id
+
+    after = WindowStage(60, 100, KeyTranslator(new, [old]))
+    # one more event parsed by A (in flight on the keys topic), then one parsed by B
+    after.on_message(state, 0, {"blk_1": [[2, 3.0, 3.0, "raw/0", 3], [-1, 3.5, 3.5, "raw/0", 4]]}, old_id)
+    after.on_message(state, 0, {"blk_1": [[0, 4.0, 4.0, "raw/0", 5]]}, vocabulary_id(new))
+    [closed] = after.flush(state, 0, watermark=100.0)
+    assert closed.keys == [3, 2, 1, -1, 0]  # A's 0, 1, 2 are B's 3, 2 (generalised), 1; unseen stays unseen
+
+    # an open session that was never touched again is translated when it closes
+    state = {}
+    before.on_message(state, 1, {"blk_9": [[1, 1.0, 1.0, "raw/1", 1]]}, old_id)
+    assert [c.keys for c in after.flush(state, 1, watermark=100.0)] == [[2]]
+
+    # time windows too
+    windows: dict = {}
+    TimeWindowStage(300, 60, KeyTranslator(old)).on_message(windows, 0, {"*": [[0, 10.0, 10.0, "raw/0", 1]]}, old_id)
+    flushed = TimeWindowStage(300, 60, KeyTranslator(new, [old])).flush(windows, 0, watermark=20.0)
+    assert flushed and all(c.keys == [3] for c in flushed)
+
+    # keys of a model nobody named are read as unseen, and counted
+    stranger = KeyTranslator(new)
+    assert stranger.translate([0, 1, -2], old_id) == [-1, -1, -2] and stranger.untranslated == 2
