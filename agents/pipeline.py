@@ -30,22 +30,22 @@ class Pipeline:
         return zlib.crc32(session.encode()) % self.settings.internal_partitions
 
 
-def previous_vocabularies(model_dirs: tuple[str, ...]) -> list[TemplateSet]:
-    """The template lists of the models being replaced, so their open sessions carry over."""
-    previous = []
+def other_vocabularies(model_dirs: tuple[str, ...]) -> list[TemplateSet]:
+    """The template lists of the other models of a rollout, so their open sessions carry over."""
+    others = []
     for model_dir in model_dirs:
         _, vocabulary = load_model_directory(Path(model_dir))
         if not isinstance(vocabulary, TemplateSet):
-            raise ModelDirectoryError(f"previous model {model_dir} has no drain templates")
-        previous.append(vocabulary)
-    return previous
+            raise ModelDirectoryError(f"other model {model_dir} has no drain templates")
+        others.append(vocabulary)
+    return others
 
 
 def build_stages(detector: Detector, settings: StreamSettings) -> Pipeline:
     """The stages a model's input grouping calls for: sessions by id, or sliding time windows."""
     if not isinstance(detector.vocabulary, TemplateSet):
         raise ModelDirectoryError("streaming needs a model trained on raw log lines (drain templates), not event ids")
-    translator = KeyTranslator(detector.vocabulary, previous_vocabularies(settings.previous_model_dirs))
+    translator = KeyTranslator(detector.vocabulary, other_vocabularies(settings.other_model_dirs))
     grouping = detector.config["input"]
     if grouping.get("grouping") == "window":
         size, step = float(grouping.get("window_size", 300.0)), float(grouping.get("window_step", 60.0))

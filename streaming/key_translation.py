@@ -2,8 +2,9 @@
 
 Open sessions (in the table) and messages in flight on the internal topics hold log keys: indices
 into the template list of the model that parsed them. Each carries that list's vocabulary id, so
-a worker running a new model translates keys of a previous model (LOGBERT_PREVIOUS_MODEL_DIR)
-through the template text instead of reading them as its own. Nothing already open is lost."""
+a worker translates keys of another model it was told about (LOGBERT_OTHER_MODEL_DIRS: the one
+being replaced, or, on the old workers, the one coming in) through the template text instead
+of reading them as its own. Nothing already open is lost."""
 
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ def vocabulary_id(templates: TemplateSet) -> str:
 
 
 class KeyTranslator:
-    def __init__(self, current: TemplateSet, previous: Sequence[TemplateSet] = ()) -> None:
+    def __init__(self, current: TemplateSet, others: Sequence[TemplateSet] = ()) -> None:
         self.current = vocabulary_id(current)
         exact = {t.text: index for index, t in enumerate(current.templates)}
         # An old template text may have been generalised by the new mining: its wildcards then match.
         self.maps = {
             vocabulary_id(old): [exact.get(t.text, current.match_masked(t.text)) for t in old.templates]
-            for old in previous
+            for old in others
         }
         self.unknown: set[str] = set()
         self.untranslated = 0  # keys of an unknown vocabulary, read as unseen
@@ -41,8 +42,8 @@ class KeyTranslator:
         if mapping is None:
             if vocabulary not in self.unknown:
                 self.unknown.add(vocabulary)
-                log.error("keys of vocabulary %s, which is neither this model's nor a previous one's: read as "
-                          "unseen templates (set LOGBERT_PREVIOUS_MODEL_DIR during a rollout)", vocabulary)  # fmt: skip
+                log.error("keys of vocabulary %s, which is neither this model's nor one in LOGBERT_OTHER_MODEL_DIRS: read as "
+                          "unseen templates", vocabulary)  # fmt: skip
             self.untranslated += sum(k >= 0 for k in keys)
             return [UNSEEN_KEY if k >= 0 else k for k in keys]
         return [mapping[k] if 0 <= k < len(mapping) else (k if k < 0 else UNSEEN_KEY) for k in keys]

@@ -29,7 +29,7 @@ SCORING_SECONDS = Histogram(
 CONSUMER_LAG = Gauge("logbert_consumer_lag", "Records waiting per assigned partition", ["topic", "partition"])
 UNTRANSLATED_KEYS = Gauge(
     "logbert_untranslated_keys",
-    "Keys of an unknown model's vocabulary read as unseen (a rollout without LOGBERT_PREVIOUS_MODEL_DIR)",
+    "Keys of an unknown model's vocabulary read as unseen (a rollout without LOGBERT_OTHER_MODEL_DIRS)",
 )
 STUCK_PARTITIONS = Gauge("logbert_stuck_partitions", "Assigned partitions with lag whose position stopped moving")
 MODEL_LOADED = Gauge("logbert_model_loaded", "1 once the model directory is loaded and validated")

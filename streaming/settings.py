@@ -70,9 +70,9 @@ class StreamSettings:
     data_dir: str = env_setting(
         "LOGBERT_DATA_DIR", "", "Faust's data directory (default `{app id}-data` in the working directory)"
     )
-    previous_model_dirs: tuple[str, ...] = env_setting(
-        "LOGBERT_PREVIOUS_MODEL_DIR", "",
-        "during a rollout: the model directories being replaced (comma-separated); open sessions keep their keys",
+    other_model_dirs: tuple[str, ...] = env_setting(
+        "LOGBERT_OTHER_MODEL_DIRS", "",
+        "during a model rollout: the other model's directory (comma-separated list); its open sessions carry over",
         _topics,
     )  # fmt: skip
     stuck_after: float = env_setting(
