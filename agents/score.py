@@ -34,7 +34,7 @@ def score_batch(pipeline: Pipeline, payloads: list[dict]) -> list[tuple[dict, bo
             )  # fmt: skip
         out.append(({"session": sequence.session, "part": sequence.part, "score": score.miss_ratio,
                      "max_surprise": score.max_surprise if score.max_surprise != float("inf") else None,
-                     "closed": sequence.closed}, anomalous, alert))  # fmt: skip
+                     "closed": sequence.closed, "model_version": detector.version}, anomalous, alert))  # fmt: skip
     return out
 
 

@@ -166,3 +166,68 @@ def test_worker_with_a_bad_model_directory_exits_with_a_clear_error(tmp_path, tr
                           timeout=120)  # fmt: skip
     assert done.returncode != 0
     assert "cannot start: model.onnx could not be loaded" in done.stderr
+
+
+def test_a_model_rollout_carries_open_sessions_over(trained_model, generated_hdfs, tmp_path):
+    """Worker A (model A) reads the first half of a log and stops with sessions open; worker B, the
+    same group with model B (the same templates in another order) and LOGBERT_OTHER_MODEL_DIRS=A,
+    reads the rest. Every sequence B scores, including the sessions A left open, gets exactly
+    the decision `evaluate` gives with model B on the whole file."""
+    from commands.live import running_worker
+    from commands.train import TrainRequest, run_train
+    from sequences.readers import ReadOptions
+
+    bootstrap = require_broker()
+    log_path, labels = generated_hdfs
+    model_b = tmp_path / "model-b"
+    run_train(TrainRequest(log_path, ReadOptions("hdfs", labels=labels), model_b, preset="small", fraction=(0.3, 0.9),
+                           epochs=2, progress=False))  # fmt: skip
+    templates = [json.loads((m / "templates.json").read_text())["templates"] for m in (trained_model, model_b)]
+    texts = [[t["template"] for t in ts] for ts in templates]
+    assert texts[0] != texts[1] and sorted(texts[0]) == sorted(texts[1]), "the test needs reordered templates"
+    version_b = json.loads((model_b / "config.json").read_text())["version"]
+
+    topic, app_id, alerts_topic, scores_topic = (unique(p) for p in ("logs-raw", "rollout", "alerts", "scores"))
+    create_topic(bootstrap, topic, 1)
+    lines = log_path.read_text().splitlines(keepends=True)
+    halves = [tmp_path / "first.log", tmp_path / "second.log"]
+    halves[0].write_text("".join(lines[: len(lines) // 2]))
+    halves[1].write_text("".join(lines[len(lines) // 2 :]))
+    env = {"LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_ALERTS_TOPIC": alerts_topic,
+           "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1", "LOGBERT_PROVIDER": "cpu",
+           "LOGBERT_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+
+    port = free_port()
+    log_a = tmp_path / "worker-a.log"
+    with running_worker(bootstrap, {**env, "LOGBERT_MODEL_DIR": str(trained_model), "LOGBERT_QUIET_FLUSH": "600",
+                                    "LOGBERT_WEB_PORT": str(port)}, port, log_a):  # fmt: skip
+        wait_until(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, 120, "worker A not ready", log_a)
+        run_produce(StreamSettings(bootstrap_servers=bootstrap), str(halves[0]), topic, 0.0, 1)
+
+        def drained():
+            samples = scrape(port)
+            lags = [v for k, v in samples.items() if k.startswith("logbert_consumer_lag")]
+            done = samples["logbert_lines_parsed_total"] == len(lines) // 2 and lags and not any(lags)
+            return samples if done else None
+
+        at_switch = wait_until(drained, 120, "worker A did not drain the first half", log_a)
+    assert at_switch["logbert_open_windows"] > 0, "the switch must leave sessions open"
+
+    port = free_port()
+    log_b = tmp_path / "worker-b.log"
+    with running_worker(bootstrap, {**env, "LOGBERT_MODEL_DIR": str(model_b), "LOGBERT_OTHER_MODEL_DIRS": str(trained_model),
+                                    "LOGBERT_QUIET_FLUSH": "3", "LOGBERT_WEB_PORT": str(port)}, port, log_b):  # fmt: skip
+        wait_until(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, 120, "worker B not ready", log_b)
+        run_produce(StreamSettings(bootstrap_servers=bootstrap), str(halves[1]), topic, 0.0, 1)
+        _, expected_total = batch_decisions(model_b, log_path)
+        scores = [v for _, v in consume_json(bootstrap, [scores_topic], lambda v: len(v) >= expected_total, 180)]
+        alerts = [v for _, v in consume_json(bootstrap, [alerts_topic], lambda v: False, 5)]
+        after = scrape(port)
+    assert "carrying over" in log_b.read_text() and after["logbert_untranslated_keys"] == 0
+    assert len({(s["session"], s["part"]) for s in scores}) == expected_total  # every sequence scored once
+
+    flagged_b, _ = batch_decisions(model_b, log_path)
+    scored_by_b = {s["session"] for s in scores if s["model_version"] == version_b}
+    assert scored_by_b
+    streamed_b = {a["key"] for a in alerts if a["model_version"] == version_b}
+    assert streamed_b == {session for session, _ in flagged_b if session in scored_by_b}
