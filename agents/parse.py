@@ -28,10 +28,12 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
     await dlq_topic.maybe_declare()
     async for events in stream.take_events(settings.parse_batch, within=settings.max_wait):
         clock.touch()
+        # Arrival = the record's Kafka timestamp (as replay uses), so a redelivered line gets the same time.
         messages = [
-            RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset, time.time())
+            RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                       e.message.timestamp if e.message.timestamp and e.message.timestamp > 0 else time.time())
             for e in events
-        ]
+        ]  # fmt: skip
         result = pipeline.parse.process(messages)
         count(result, len(messages))
         for message, rejected in result.rejected:
@@ -59,6 +61,9 @@ def count(result: ParseResult, messages: int) -> None:
     metrics.LINES_PARSED.inc(result.lines)
     metrics.UNSEEN_LINES.inc(result.unseen)
     metrics.LINES_WITHOUT_SESSION.inc(result.without_session)
+    metrics.LINES_TRUNCATED.inc(result.truncated)
+    metrics.TIMESTAMPS_DISTRUSTED.inc(result.distrusted_timestamps)
+    metrics.LINES_UNDATED.inc(result.undated)
     metrics.BATCH_SIZE.labels("parse").observe(result.lines)
     for _, rejected in result.rejected:
         metrics.DLQ_MESSAGES.labels(metrics.dlq_reason_label(rejected.reason)).inc()

@@ -28,7 +28,15 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x09), *range(0x0A, 0x20), 0x7F]} | {
+    c: f"\\u{c:04x}" for c in range(0x80, 0xA0)
+}
+
+
 def bounded(text: str) -> str:
+    """Log text as it may be placed in an alert: control characters escaped (no terminal escape
+    sequences reach whoever prints alerts), at most MAX_TEMPLATE_CHARS characters."""
+    text = text.translate(_CONTROL)
     return text if len(text) <= MAX_TEMPLATE_CHARS else text[: MAX_TEMPLATE_CHARS - 1] + "…"
 
 

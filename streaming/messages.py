@@ -7,6 +7,7 @@ lines or such objects. What cannot be decoded goes to the dead-letter topic with
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 LINE_FIELDS = ("line", "message", "log", "msg")
@@ -18,6 +19,7 @@ class RawLine:
     text: str
     timestamp: float | None = None  # from the JSON envelope; else parsed from the line, else arrival time
     source: str | None = None
+    truncated: bool = False  # cut at MAX_LINE_BYTES
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ def _from_object(item: object) -> RawLine | None:
             return None
         ts = item.get("timestamp", item.get("@timestamp"))
         timestamp = float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else None
+        if timestamp is not None and not math.isfinite(timestamp):  # JSON allows NaN and Infinity
+            timestamp = None
         source = item.get("source", item.get("host"))
         return RawLine(text, timestamp, source if isinstance(source, str) else None)
     return None
@@ -72,4 +76,4 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
 def _bounded(line: RawLine) -> RawLine:
     if len(line.text) <= MAX_LINE_BYTES:
         return line
-    return RawLine(line.text[:MAX_LINE_BYTES], line.timestamp, line.source)
+    return RawLine(line.text[:MAX_LINE_BYTES], line.timestamp, line.source, truncated=True)

@@ -13,6 +13,14 @@ RAW_MESSAGES = Counter("logbert_raw_messages", "Raw messages consumed from the i
 LINES_PARSED = Counter("logbert_lines_parsed", "Log lines parsed into log keys")
 UNSEEN_LINES = Counter("logbert_unseen_template_lines", "Parsed lines whose template was never seen in training")
 LINES_WITHOUT_SESSION = Counter("logbert_lines_without_session", "Parsed lines that carry no session id")
+LINES_TRUNCATED = Counter("logbert_lines_truncated", "Lines longer than 64 KiB, cut there before parsing")
+TIMESTAMPS_DISTRUSTED = Counter(
+    "logbert_timestamps_distrusted",
+    "Lines stamped over an hour ahead of the wall clock: event time does not follow them",
+)
+LINES_UNDATED = Counter(
+    "logbert_lines_undated", "Lines whose timestamp did not parse, placed at the current event time"
+)
 DLQ_MESSAGES = Counter("logbert_dlq_messages", "Messages sent to the dead-letter topic", ["reason"])
 REPLAYED_EVENTS = Counter("logbert_replayed_events", "Key events skipped as redeliveries (at-least-once)")
 OPEN_WINDOWS = Gauge("logbert_open_windows", "Open sessions or time windows on this worker's active partitions")

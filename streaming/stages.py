@@ -38,9 +38,13 @@ class ParseResult:
     unseen: int
     without_session: int
     watermark: float
+    truncated: int = 0  # lines cut at MAX_LINE_BYTES
+    distrusted_timestamps: int = 0  # lines stamped too far ahead of the wall clock to move event time
+    undated: int = 0  # lines whose timestamp did not parse, placed at the current event time
 
 
 GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
+MAX_FUTURE_SKEW = 3600.0  # seconds a line's timestamp may lead the wall clock before it is distrusted
 
 
 class ParseStage:
@@ -55,6 +59,7 @@ class ParseStage:
         self.window_by_source = window_by_source
         self.value_format = value_format
         self.watermark = -math.inf
+        self.expects_timestamps = templates.preset.timestamp_format is not None
 
     def group_keys(self, text: str, fields: dict[str, str], source: str | None) -> list[str]:
         if self.session_pattern is not None:
@@ -66,7 +71,7 @@ class ParseStage:
     def process(self, messages: list[RawMessage]) -> ParseResult:
         events: dict[str, list[list]] = {}
         rejected: list[tuple[RawMessage, Rejected]] = []
-        lines = unseen = without_session = 0
+        lines = unseen = without_session = truncated = distrusted_timestamps = undated = 0
         for message in messages:
             decoded, problem = decode_value(message.value, self.value_format)
             if problem is not None:
@@ -76,10 +81,21 @@ class ParseStage:
             for raw in decoded:
                 parsed = self.templates.parse(raw.text)
                 ts = raw.timestamp if raw.timestamp is not None else parsed.timestamp
-                if ts is None:
+                if ts is None and self.expects_timestamps and math.isfinite(self.watermark):
+                    # The format has times but this line's does not parse: it joins at the current
+                    # event time. (Its arrival time may be years ahead of a replayed log's.)
+                    ts = self.watermark
+                    undated += 1
+                elif ts is None:
                     ts = message.arrival
+                elif ts > message.arrival + MAX_FUTURE_SKEW:
+                    # One line stamped in the future would close every open session at once: it
+                    # joins its session at the current event time instead, and is counted.
+                    ts = self.watermark if math.isfinite(self.watermark) else message.arrival
+                    distrusted_timestamps += 1
                 self.watermark = max(self.watermark, ts)
                 lines += 1
+                truncated += raw.truncated
                 unseen += parsed.key < 0
                 ids = self.group_keys(raw.text, parsed.fields, raw.source)
                 if not ids:
@@ -89,7 +105,9 @@ class ParseStage:
                     events.setdefault(session, []).append(
                         [parsed.key, ts, self.watermark, origin, message.offset, raw_text]
                     )
-        return ParseResult(events, rejected, lines, unseen, without_session, self.watermark)
+        return ParseResult(
+            events, rejected, lines, unseen, without_session, self.watermark, truncated, distrusted_timestamps, undated
+        )
 
 
 class WindowStage:

@@ -52,6 +52,91 @@ def test_random_bytes_never_raise(value):
     assert (rejected is None) != (lines == [])
 
 
+def _hdfs_stages():
+    from logkeys.presets import get_preset
+    from logkeys.templates import mine_templates
+    from streaming.stages import ParseStage, WindowStage
+    from tests.test_parsing import HDFS_LINE
+
+    return ParseStage(mine_templates([HDFS_LINE], get_preset("hdfs")), r"blk_-?\d+"), WindowStage(60, 50)
+
+
+def _hdfs_line(when: str, block: str) -> str:
+    from tests.test_parsing import HDFS_LINE
+
+    return HDFS_LINE.replace("081109 203518", when).replace("blk_-1608999687919862906", block)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                          st.sampled_from([_hdfs_line("081109 203518", "blk_1"), _hdfs_line("681231 235959", "blk_2"),
+                                           '{"line": 5}', '{"line": "blk_3 x", "timestamp": NaN}', "\x00\x1b[2J blk_4"]
+                                          ).map(str.encode)),
+                max_size=30))  # fmt: skip
+def test_random_messages_through_parse_and_window_stages(values):
+    """Whatever arrives: no exception; each message is rejected or yields lines; the window state
+    stays plain JSON (it goes to the changelog); every key event ends in exactly one sequence."""
+    from streaming.stages import RawMessage
+
+    parse, window = _hdfs_stages()
+    state: dict = {}
+    result = parse.process([RawMessage(v, "raw", 0, n, 1.7e9) for n, v in enumerate(values)])
+    rejected = {m.offset for m, _ in result.rejected}
+    with_lines = {e[4] for events in result.events.values() for e in events}
+    assert not rejected & with_lines
+    assert result.lines >= len(with_lines)
+    closed, _ = window.on_message(state, 0, result.events)
+    json.dumps(state, allow_nan=False)
+    closed += window.flush(state, 0, watermark=float("inf"))
+    assert sum(len(c.keys) for c in closed) == sum(len(events) for events in result.events.values())
+
+
+def test_a_timestamp_from_the_future_neither_moves_event_time_nor_closes_sessions():
+    from streaming.stages import RawMessage
+
+    parse, window = _hdfs_stages()
+    state: dict = {}
+    now = 1.7e9  # 2023; the lines are from 2008, one claims 2068
+    lines = [
+        _hdfs_line("081109 203518", "blk_1"),
+        _hdfs_line("681231 235959", "blk_2"),
+        _hdfs_line("081109 203520", "blk_1"),
+    ]
+    result = parse.process([RawMessage(line.encode(), "raw", 0, n, now) for n, line in enumerate(lines)])
+    assert result.distrusted_timestamps == 1 and result.watermark < now
+    closed, _ = window.on_message(state, 0, result.events)
+    closed += window.expire(state, 0)
+    assert closed == [] and state["blk_1"]["keys"] == [0, 0]  # blk_1 is still open
+
+
+def test_a_line_whose_timestamp_does_not_parse_joins_at_the_current_event_time():
+    from streaming.stages import RawMessage
+
+    parse, window = _hdfs_stages()
+    state: dict = {}
+    lines = [_hdfs_line("081109 203518", "blk_1"), _hdfs_line("08x109 20z518", "blk_2")]
+    result = parse.process([RawMessage(line.encode(), "raw", 0, n, 1.7e9) for n, line in enumerate(lines)])
+    assert result.undated == 1 and result.watermark == result.events["blk_1"][0][1]
+    window.on_message(state, 0, result.events)
+    assert window.expire(state, 0) == [] and set(state) >= {"blk_1", "blk_2"}
+
+
+def test_a_huge_line_is_cut_and_counted():
+    from streaming.stages import RawMessage
+
+    parse, _ = _hdfs_stages()
+    line = _hdfs_line("081109 203518", "blk_1") + " x" * 600_000
+    result = parse.process([RawMessage(line.encode(), "raw", 0, 0, 1.7e9)])
+    assert result.lines == 1 and result.truncated == 1 and result.rejected == []
+
+
+def test_text_placed_in_alerts_has_control_characters_escaped():
+    from streaming.alerts import MAX_TEMPLATE_CHARS, bounded
+
+    assert bounded("red \x1b[31m bell \x07 tab\tend \x85") == "red \\x1b[31m bell \\x07 tab\tend \\u0085"
+    assert len(bounded("\x1b" * 10_000)) == MAX_TEMPLATE_CHARS
+
+
 def test_sessions_close_on_event_time_idle_and_split_at_max_length():
     windower = SessionWindower(idle_timeout=60, max_keys=3)
     state: dict = {}
@@ -171,7 +256,7 @@ def test_an_unseen_template_is_explained_by_its_raw_line():
     strange = "081109 203519 143 WARN dfs.DataNode: writeBlock blk_7 received exception java.io.IOException"
     parse = ParseStage(templates, r"blk_-?\d+")
     result = parse.process([RawMessage(f"{HDFS_LINE.replace('blk_-1608999687919862906', 'blk_7')}\n{strange}".encode(),
-                                       "raw", 0, 3, 0.0)])  # fmt: skip
+                                       "raw", 0, 3, 1.3e9)])  # fmt: skip
     stage = WindowStage(idle_timeout=60, max_keys=100)
     state: dict = {}
     stage.on_message(state, 0, result.events)
