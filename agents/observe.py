@@ -3,6 +3,7 @@ and stuck partitions behind /metrics, /health and /ready."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -62,6 +63,21 @@ class WorkerObserver:
         metrics.OPEN_WINDOWS.set(self._open_windows(app, open_sessions))
         if self.pipeline is not None:
             metrics.UNTRANSLATED_KEYS.set(self.pipeline.translator.untranslated)
+
+    async def input_caught_up(self, app) -> bool:
+        """Has this worker read everything the broker holds on its raw partitions? False when the
+        broker does not answer: input that stopped because Kafka is down is not a quiet source."""
+        consumer = app.consumer
+        mine = [tp for tp in consumer.assignment() if tp.topic in self.settings.input_topics]
+        if not mine:
+            return True
+        try:
+            ends = await asyncio.wait_for(consumer.highwaters(*mine), timeout=5.0)
+        except Exception as error:  # timeouts and broker errors alike: not known to be caught up
+            log.info("input quiet but the broker did not confirm its end offsets (%s): open sessions wait", error)
+            return False
+        read = getattr(consumer, "_read_offset", {})  # Faust's record: offset of the last message read
+        return all((read.get(tp) if read.get(tp) is not None else -1) + 1 >= ends.get(tp, 0) for tp in mine)
 
     def health(self) -> Health:
         return Health(self.model_loaded, self.model_error, self.assigned, list(self.stuck))

@@ -69,9 +69,14 @@ def count(result: ParseResult, messages: int) -> None:
         metrics.DLQ_MESSAGES.labels(metrics.dlq_reason_label(rejected.reason)).inc()
 
 
-async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock) -> None:
+async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, caught_up) -> None:
+    """After LOGBERT_QUIET_FLUSH s without input, and once the broker confirms nothing is waiting,
+    open sessions are emitted (ended if idle long enough in event time, else as still open)."""
     pipeline: Pipeline = pipeline_factory()
     if clock.flushed or time.monotonic() - clock.last_input < pipeline.settings.quiet_flush:
+        return
+    if not await caught_up():
+        clock.touch()  # records wait, or Kafka is unreachable: quiet time starts again once it answers
         return
     clock.flushed = True
     for partition in range(pipeline.settings.internal_partitions):

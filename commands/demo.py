@@ -79,7 +79,7 @@ def run_live(workdir: Path, model_dir: Path, blocks: int = 400) -> dict | None:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
             try:
-                bootstrap = stack.enter_context(local_kafka(workdir / "kafka"))
+                bootstrap = stack.enter_context(local_kafka(workdir / "kafka")).bootstrap
             except RuntimeError as error:
                 print(f"     skipped: {error}\n     set KAFKA_BOOTSTRAP_SERVERS to use a broker of yours")
                 return None

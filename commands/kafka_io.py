@@ -10,11 +10,12 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer
 from tqdm.auto import tqdm
 
+from sequences.readers import log_lines
 from streaming.settings import StreamSettings
 
 
 def run_produce(settings: StreamSettings, input_path: str, topic: str, rate: float, lines_per_message: int) -> str:
-    lines = Path(input_path).read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = log_lines(Path(input_path))
     producer = Producer(settings.client_config(**{"linger.ms": 20, "compression.type": "lz4"}))
     errors: list[str] = []
 

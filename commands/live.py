@@ -33,28 +33,39 @@ def reachable(bootstrap: str) -> bool:
         return False
 
 
+class LocalBroker:
+    """A pinned Apache Kafka (KRaft, .ci/kafka.sh) on free loopback ports; `restart` keeps its data."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.env = {**os.environ, "KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
+                    "KAFKA_DATA_DIR": str(data_dir), **env}  # fmt: skip
+        self.bootstrap = f"127.0.0.1:{self.env['KAFKA_PORT']}"
+
+    def run(self, action: str) -> None:
+        done = subprocess.run(["bash", str(KAFKA_SCRIPT), action], env=self.env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"kafka.sh {action} failed (needs java and mvn): {done.stderr[-800:]}")
+
+
 @contextmanager
-def local_kafka(data_dir: Path) -> Iterator[str]:
-    """Apache Kafka (KRaft, pinned in .ci/kafka.sh) on free loopback ports, stopped on exit."""
-    env = {**os.environ, "KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
-           "KAFKA_DATA_DIR": str(data_dir)}  # fmt: skip
-    started = subprocess.run(["bash", str(KAFKA_SCRIPT), "start"], env=env, capture_output=True, text=True)
-    if started.returncode != 0:
-        raise RuntimeError(f"could not start a local Kafka broker (needs java and mvn): {started.stderr[-800:]}")
+def local_kafka(data_dir: Path, **env: str) -> Iterator[LocalBroker]:
+    """A LocalBroker, started, and stopped on exit."""
+    broker = LocalBroker(data_dir, **env)
+    broker.run("start")
     try:
-        yield f"127.0.0.1:{env['KAFKA_PORT']}"
+        yield broker
     finally:
-        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=broker.env, capture_output=True)
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+def create_topic(bootstrap: str, name: str, partitions: int, client_config: dict | None = None) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
     for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
         future.result(30)
 
@@ -89,13 +100,14 @@ def wait_for_log(path: Path, text: str, timeout: float) -> None:
 
 def consume_json(
     bootstrap: str, topics: list[str], until: Callable[[list[tuple[str, dict]]], bool], timeout: float,
-    on_value: Callable[[str, dict], None] | None = None,
+    on_value: Callable[[str, dict], None] | None = None, client_config: dict | None = None,
 ) -> list[tuple[str, dict]]:  # fmt: skip
     """(topic, JSON value) from the start of the topics until until(values) or the timeout."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         **(client_config or {})})  # fmt: skip
     consumer.subscribe(topics)
     values: list[tuple[str, dict]] = []
     deadline = time.monotonic() + timeout

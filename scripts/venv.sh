@@ -16,6 +16,9 @@ if [ "$flavour" != dev ]; then
   key=$( { echo "$key $flavour"; cat "$root/deploy/cpu-requirements.sh"; } | sha256sum | cut -c1-16)
   venv="$cache/venv-$flavour-$key"
 fi
+mkdir -p "$cache"
+exec 9>"$venv.lock"
+flock 9  # one build at a time; a second caller waits, then reuses it
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   echo "[venv] building $venv (the dev flavour downloads torch, about 3 GB; later runs reuse it)" >&2
   rm -rf "$venv"
@@ -31,6 +34,7 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   esac
   touch "$venv/.complete"
 fi
+flock -u 9
 if [ $# -eq 0 ]; then
   echo "$venv"
 else

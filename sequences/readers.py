@@ -130,10 +130,17 @@ def _group(
     return specs
 
 
+def log_lines(path: Path) -> list[str]:
+    """A log file's lines, cut at "\n" only, as Kafka shippers cut them (str.splitlines would also
+    cut at \x0b, \x1c, \x85, \u2028 ... inside a line)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
+
+
 def _read_raw(path: Path, options: ReadOptions) -> Dataset:
     preset = get_preset(options.resolved_preset())
     splitter = LineSplitter(preset)
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = log_lines(path)
     contents: list[str] = []
     timestamps: list[float | None] = []
     sources: list[str] = []

@@ -67,7 +67,8 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
             if not lines or any(line is None for line in lines):
                 return [], Rejected("JSON of the wrong shape: expected a line, an object with 'line', or a list", value)
             return [_bounded(line) for line in lines if line.text.strip()], None
-    lines = [RawLine(line) for line in text.splitlines() if line.strip()]
+    # "\n" only: str.splitlines would also cut at \x0b, \x1c, \x85, \u2028 ... inside a line
+    lines = [RawLine(line.removesuffix("\r")) for line in text.split("\n") if line.strip()]
     if not lines:
         return [], Rejected("no log line in the value", value)
     return [_bounded(line) for line in lines], None

@@ -9,20 +9,16 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from commands.kafka_io import run_produce
 from commands.live import consume_json, create_topic, free_port, unique
 from streaming.settings import StreamSettings
 from tests.conftest import ROOT
 from tests.deploy_support import DEPLOY, env_file, read_image, stage_image_files
-from tests.kafka_support import require_broker
+from tests.kafka_support import get, require_broker, scrape, wait_until
 from tests.test_stream_kafka import batch_decisions
 
 pytestmark = pytest.mark.kafka
@@ -36,38 +32,6 @@ def serving_python() -> str:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     return str(Path(done.stdout.strip()) / "bin" / "python")
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (urllib.error.URLError, ConnectionError):  # not listening yet
-        return 0, b""
-
-
-def scrape(port: int) -> dict[str, float]:
-    """Sample name{labels} -> value."""
-    status, body = get(f"http://127.0.0.1:{port}/metrics")
-    assert status == 200
-    samples = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
-
-
-def wait_until(predicate, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout:.0f} s; worker log tail:\n{log.read_text()[-3000:]}")
 
 
 def test_worker_started_like_the_image_serves_metrics_and_health(trained_model, generated_hdfs, tmp_path):
@@ -107,7 +71,11 @@ def test_worker_started_like_the_image_serves_metrics_and_health(trained_model, 
         log_path = generated_hdfs[0]
         lines = len(log_path.read_text().splitlines())
         _, sequences = batch_decisions(trained_model, log_path)
-        run_produce(StreamSettings(bootstrap_servers=bootstrap), str(log_path), topic, 0.0, 1)
+        # the image's own commands feed and read the topics (Compose's producer, README's `alerts`)
+        image_command = [command[0], *image.entrypoint[1:]]
+        fed = subprocess.run([*image_command, "produce", "--input", str(log_path), "--topic", topic], cwd=app_dir,
+                             env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert fed.returncode == 0 and f"produced {lines} lines" in fed.stdout, fed.stderr[-2000:]
         from confluent_kafka import Producer
 
         producer = Producer({"bootstrap.servers": bootstrap})
@@ -137,6 +105,9 @@ def test_worker_started_like_the_image_serves_metrics_and_health(trained_model, 
         ]
         assert len(alerts) == after["logbert_alerts_total"] > 0
         assert {a["model_version"] for a in alerts} == {version}
+        shown = subprocess.run([*image_command, "alerts", "--json"], cwd=app_dir, env=env, capture_output=True,
+                               text=True, timeout=120)  # fmt: skip
+        assert shown.returncode == 0 and len(shown.stdout.splitlines()) == len({a["alert_id"] for a in alerts})
 
         settled = wait_until(lambda: (s := scrape(port))[f"logbert_consumer_lag{{partition=0,topic={topic}}}"] == 0 and s,
                              60, "the raw partition's lag did not reach 0", log)  # fmt: skip

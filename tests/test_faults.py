@@ -1,0 +1,192 @@
+"""Faults on a real broker, each with a count of what was lost: a worker killed mid-stream while
+another runs on, the broker stopped and restarted mid-stream, a broker that requires SASL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+
+from commands.kafka_io import run_produce
+from commands.live import ROOT, consume_json, create_topic, free_port, local_kafka, running_worker, unique
+from streaming.security import KafkaSecurity
+from streaming.settings import StreamSettings
+from tests.kafka_support import get, require_broker, scrape, wait_until
+from tests.test_reliability import summary
+from tests.test_stream_kafka import batch_decisions, wait_for_settled_group
+
+pytestmark = pytest.mark.kafka
+
+
+def spawn_worker(bootstrap: str, env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "LOGBERT_WEB_PORT": str(port), **env}  # fmt: skip
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "faust_app.py", "worker", "-l", "info"], cwd=ROOT, env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def ready(port: int) -> bool:
+    return get(f"http://127.0.0.1:{port}/ready")[0] == 200
+
+
+def scored_at_least(values: list[tuple[str, dict]], expected: int) -> bool:
+    return len({(v["session"], v["part"]) for _, v in values}) >= expected
+
+
+def outcome(alerts: list[dict], scores: list[dict], flagged, expected: int) -> dict:
+    """What came out against what `evaluate` expects on the same lines."""
+    ids_by_key: dict[str, set[str]] = {}
+    for alert in alerts:
+        ids_by_key.setdefault(alert["key"], set()).add(alert["alert_id"])
+    scored = {(s["session"], s["part"]) for s in scores}
+    return {
+        "sequences_expected": expected, "sequences_scored": len(scored), "lost": expected - len(scored),
+        "alerts_expected": len(flagged), "alerts_out": len(ids_by_key),
+        "duplicates": len(alerts) - sum(len(ids) for ids in ids_by_key.values()),
+        "ids_per_session": max((len(ids) for ids in ids_by_key.values()), default=0),
+        "alerted": set(ids_by_key), "flagged": {session for session, _ in flagged},
+    }  # fmt: skip
+
+
+def check(result: dict) -> None:
+    assert result["lost"] == 0 and result["sequences_scored"] == result["sequences_expected"]
+    assert result["alerted"] == result["flagged"], "every anomalous session alerts, and nothing else"
+    assert result["ids_per_session"] == 1, "a redelivered alert carries the same alert_id"
+
+
+def test_a_worker_killed_mid_stream_loses_nothing(trained_model, generated_hdfs, tmp_path):
+    """SIGKILL one of two workers while lines flow; the survivor takes over, the killed one comes back."""
+    bootstrap = require_broker()
+    log_path = generated_hdfs[0]
+    flagged, expected = batch_decisions(trained_model, log_path)
+    lines = len(log_path.read_text().splitlines())
+    topic, app_id, alerts_topic, scores_topic = (unique(p) for p in ("logs-raw", "kill", "alerts", "scores"))
+    create_topic(bootstrap, topic, 1)
+    env = {"LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(trained_model),
+           "LOGBERT_ALERTS_TOPIC": alerts_topic, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
+           "LOGBERT_QUIET_FLUSH": "5", "LOGBERT_PROVIDER": "cpu"}  # fmt: skip
+    ports = [free_port(), free_port()]
+    logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
+    workers = [spawn_worker(bootstrap, {**env, "LOGBERT_DATA_DIR": str(tmp_path / f"data-{n}")}, ports[n], logs[n])
+               for n in range(2)]  # fmt: skip
+    try:
+        wait_until(lambda: all(ready(p) for p in ports), 120, "workers not ready", logs[0])
+        wait_for_settled_group(logs)
+        rate = 3000.0
+        feeder = threading.Thread(target=run_produce, args=(StreamSettings(bootstrap_servers=bootstrap), str(log_path),
+                                                           topic, rate, 1))  # fmt: skip
+        feeder.start()
+        time.sleep(lines / rate * 0.4)
+        # kill the member that reads the raw partition: it holds parse work in flight
+        owner = next(n for n in range(2) if any(f"topic={topic}" in k for k in scrape(ports[n])))
+        parsed_before_kill = scrape(ports[owner])["logbert_lines_parsed_total"]
+        workers[owner].kill()
+        workers[owner].wait()
+        time.sleep(10)
+        workers[owner] = spawn_worker(bootstrap, {**env, "LOGBERT_DATA_DIR": str(tmp_path / f"data-{owner}")},
+                                      ports[owner], logs[owner])  # fmt: skip
+        feeder.join()
+        scores = [v for _, v in consume_json(bootstrap, [scores_topic],
+                                             lambda v: scored_at_least(v, expected), 300)]  # fmt: skip
+        alerts = [v for _, v in consume_json(bootstrap, [alerts_topic], lambda v: False, 5)]
+        alive = [w.poll() is None for w in workers]
+    finally:
+        for worker in workers:
+            stop(worker)
+    result = outcome(alerts, scores, flagged, expected)
+    summary("SIGKILL one of two workers mid-stream", messages_in=lines, killed_after_lines=int(parsed_before_kill),
+            **{k: v for k, v in result.items() if k not in ("alerted", "flagged")})  # fmt: skip
+    assert 0 < parsed_before_kill < lines, "the kill must fall mid-stream"
+    assert all(alive)
+    check(result)
+    # the survivor restored the killed member's open sessions from the changelog
+    assert any("Restore complete" in log.read_text() for log in logs)
+
+
+def test_the_broker_restarted_mid_stream_loses_nothing(trained_model, generated_hdfs, tmp_path):
+    log_path = generated_hdfs[0]
+    flagged, expected = batch_decisions(trained_model, log_path)
+    lines = log_path.read_text().splitlines(keepends=True)
+    halves = [tmp_path / "first.log", tmp_path / "second.log"]
+    halves[0].write_text("".join(lines[: len(lines) // 2]))
+    halves[1].write_text("".join(lines[len(lines) // 2 :]))
+    with local_kafka(tmp_path / "kafka") as broker:
+        bootstrap = broker.bootstrap
+        topic, scores_topic, alerts_topic = "logs-raw", "scores", "logbert-alerts"
+        create_topic(bootstrap, topic, 1)
+        env = {"LOGBERT_APP_ID": "restart", "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(trained_model),
+               "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1", "LOGBERT_QUIET_FLUSH": "5",
+               "LOGBERT_PROVIDER": "cpu", "LOGBERT_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+        port = free_port()
+        log = tmp_path / "worker.log"
+        with running_worker(bootstrap, {**env, "LOGBERT_WEB_PORT": str(port)}, port, log) as worker:
+            wait_until(lambda: ready(port), 120, "worker not ready", log)
+            settings = StreamSettings(bootstrap_servers=bootstrap)
+            run_produce(settings, str(halves[0]), topic, 0.0, 1)
+            wait_until(lambda: scrape(port)["logbert_lines_parsed_total"] == len(lines) // 2, 120, "first half", log)
+            broker.run("stop")
+            down_since = time.monotonic()
+            time.sleep(15)
+            broker.run("restart")
+            downtime = time.monotonic() - down_since
+            run_produce(settings, str(halves[1]), topic, 0.0, 1)
+            scores = [v for _, v in consume_json(bootstrap, [scores_topic],
+                                                 lambda v: scored_at_least(v, expected), 300)]  # fmt: skip
+            alerts = [v for _, v in consume_json(bootstrap, [alerts_topic], lambda v: False, 5)]
+            alive = worker.poll() is None
+            health = get(f"http://127.0.0.1:{port}/health")[0]
+    result = outcome(alerts, scores, flagged, expected)
+    summary("broker stopped and restarted mid-stream", messages_in=len(lines), downtime_s=round(downtime, 1),
+            **{k: v for k, v in result.items() if k not in ("alerted", "flagged")})  # fmt: skip
+    assert alive and health == 200, log.read_text()[-3000:]
+    check(result)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_the_worker_runs_against_a_broker_that_requires_sasl(mechanism, trained_model, generated_hdfs, tmp_path):
+    password = "s3cret-Pa55-" + unique("x")
+    log_path = generated_hdfs[0]
+    flagged, expected = batch_decisions(trained_model, log_path)
+    secret_file = tmp_path / "kafka-password"
+    secret_file.write_text(password + "\n")
+    security_env = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": mechanism,
+                    "KAFKA_SASL_USERNAME": "logbert", "KAFKA_SASL_PASSWORD_FILE": str(secret_file)}  # fmt: skip
+    security = KafkaSecurity.from_env(security_env)
+    with local_kafka(tmp_path / "kafka", KAFKA_SASL="1", KAFKA_SASL_USERS=f"logbert:{password}") as broker:
+        bootstrap = broker.bootstrap
+        settings = StreamSettings(bootstrap_servers=bootstrap, security=security)
+        client = security.confluent_config()
+        with pytest.raises(KafkaException):  # the broker really refuses clients without credentials
+            create_topic(bootstrap, "unauthenticated", 1, {"socket.timeout.ms": 5000, "request.timeout.ms": 5000})
+        create_topic(bootstrap, "logs-raw", 1, client)
+        env = {**security_env, "LOGBERT_MODEL_DIR": str(trained_model), "LOGBERT_PUBLISH_SCORES": "1",
+               "LOGBERT_QUIET_FLUSH": "4", "LOGBERT_PROVIDER": "cpu", "LOGBERT_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+        port = free_port()
+        log = tmp_path / "worker.log"
+        with running_worker(bootstrap, {**env, "LOGBERT_WEB_PORT": str(port)}, port, log):
+            wait_until(lambda: ready(port), 120, "worker not ready", log)
+            run_produce(settings, str(log_path), "logs-raw", 0.0, 1)
+            scores = [v for _, v in consume_json(bootstrap, ["logbert-scores"], lambda v: len(v) >= expected, 240,
+                                                 client_config=client)]  # fmt: skip
+            alerts = [v for _, v in consume_json(bootstrap, ["logbert-alerts"], lambda v: False, 5,
+                                                 client_config=client)]  # fmt: skip
+    result = outcome(alerts, scores, flagged, expected)
+    check(result)
+    everything = log.read_text() + repr(settings) + repr(security) + "".join(map(repr, alerts))
+    assert password not in everything, "the SASL password leaked into the log, a repr or an alert"
