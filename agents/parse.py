@@ -10,6 +10,9 @@ from streaming import metrics
 from streaming.stages import ParseResult, RawMessage
 
 
+SLOW_ANSWER = 1.0  # seconds; a broker that takes longer to report end offsets was not reachable just now
+
+
 class QuietClock:
     """When the input last moved, so a timer can flush sessions once it goes quiet."""
 
@@ -75,8 +78,11 @@ async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, caught
     pipeline: Pipeline = pipeline_factory()
     if clock.flushed or time.monotonic() - clock.last_input < pipeline.settings.quiet_flush:
         return
-    if not await caught_up():
-        clock.touch()  # records wait, or Kafka is unreachable: quiet time starts again once it answers
+    asked = time.monotonic()
+    if not await caught_up() or time.monotonic() - asked > SLOW_ANSWER:
+        # Records wait, or Kafka did not answer (promptly): quiet time starts again from now, so
+        # shippers get the full LOGBERT_QUIET_FLUSH to deliver what they held during an outage.
+        clock.touch()
         return
     clock.flushed = True
     for partition in range(pipeline.settings.internal_partitions):

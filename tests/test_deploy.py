@@ -153,3 +153,18 @@ def test_settings_reject_bad_values_with_the_variable_name(monkeypatch):
     monkeypatch.setenv("LOGBERT_PARTITIONS", "four")
     with pytest.raises(ValueError, match="LOGBERT_PARTITIONS='four'"):
         StreamSettings()
+
+
+def test_nothing_is_deserialised_with_pickle_eval_or_jsonpickle():
+    """Model directories and Kafka values come from outside: only JSON parsers and ONNX Runtime read them."""
+    unsafe = re.compile(
+        r"\bimport (c?pickle|jsonpickle|marshal|dill|shelve)\b|\bfrom (c?pickle|jsonpickle|marshal|dill|shelve) import"
+        r"|(?<![.\w])(eval|exec)\(|torch\.load\(|yaml\.(unsafe_)?load\(|allow_pickle\s*=\s*True|jsonpickle\.decode"
+    )
+    offenders = []
+    for directory in ("agents", "streaming", "models", "logkeys", "sequences", "commands", "evaluation", "loggen"):
+        for path in (ROOT / directory).rglob("*.py"):
+            offenders += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1)
+                          if unsafe.search(line)]  # fmt: skip
+    assert offenders == []
+    assert unsafe.search("x = pickle_free; eval(text)") and not unsafe.search("model.eval()")

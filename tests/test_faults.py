@@ -190,3 +190,95 @@ def test_the_worker_runs_against_a_broker_that_requires_sasl(mechanism, trained_
     check(result)
     everything = log.read_text() + repr(settings) + repr(security) + "".join(map(repr, alerts))
     assert password not in everything, "the SASL password leaked into the log, a repr or an alert"
+
+
+def slowed_copy(model_dir: Path, out: Path, matmuls: int, width: int = 1024) -> Path:
+    """The same model directory whose ONNX graph also multiplies width×width matrices `matmuls`
+    times per call, adding 0 × the result to `dist`: the same decisions, a slow scorer."""
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shutil.copytree(model_dir, out)
+    model = onnx.load(str(out / "model.onnx"))
+    graph = model.graph
+    dist = graph.output[1].name
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == dist:
+                node.output[i] = "dist_fast"
+    weights = np.random.default_rng(0).normal(0, 0.01, (width, width)).astype(np.float32)
+    graph.initializer.extend([
+        numpy_helper.from_array(weights, "slow_w"), numpy_helper.from_array(np.zeros((1, 1), np.float32), "slow_zero"),
+        numpy_helper.from_array(np.array([0, 1], np.int64), "slow_axes"),
+    ])  # fmt: skip
+    nodes = [
+        helper.make_node("Cast", [graph.input[0].name], ["slow_tokens"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["slow_tokens", "slow_axes"], ["slow_sum"], keepdims=1),
+        helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_s0"]),
+        helper.make_node("Add", ["slow_s0", "slow_w"], ["slow_h0"]),
+    ]
+    for i in range(matmuls):
+        nodes += [helper.make_node("MatMul", [f"slow_h{i}", "slow_w"], [f"slow_m{i}"]),
+                  helper.make_node("Tanh", [f"slow_m{i}"], [f"slow_h{i + 1}"])]  # fmt: skip
+    nodes += [
+        helper.make_node("ReduceSum", [f"slow_h{matmuls}", "slow_axes"], ["slow_r"], keepdims=1),
+        helper.make_node("Mul", ["slow_r", "slow_zero"], ["slow_z"]),
+        helper.make_node("Add", ["dist_fast", "slow_z"], [dist]),
+    ]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out / "model.onnx"))
+    return out
+
+
+def test_a_slow_scorer_holds_back_pressure_with_bounded_memory(trained_model, tmp_path):
+    """Scoring far slower than parsing: sequences wait in Kafka, not in the worker's memory, and
+    every one is scored in the end with the decisions of the fast model."""
+    from commands.generate import run_generate
+
+    bootstrap = require_broker()
+    run_generate("hdfs", str(tmp_path / "gen"), sessions=4000, minutes=0, anomaly_rate=0.05, seed=23)
+    log_path = tmp_path / "gen" / "hdfs.log"
+    slow = slowed_copy(trained_model, tmp_path / "slow-model", matmuls=6)
+    flagged, expected = batch_decisions(trained_model, log_path)  # the fast model's decisions
+    lines = len(log_path.read_text().splitlines())
+    topic, app_id, alerts_topic, scores_topic = (unique(p) for p in ("logs-raw", "slow", "alerts", "scores"))
+    create_topic(bootstrap, topic, 1)
+    env = {"LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(slow),
+           "LOGBERT_ALERTS_TOPIC": alerts_topic, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
+           "LOGBERT_QUIET_FLUSH": "4", "LOGBERT_PROVIDER": "cpu", "LOGBERT_SCORE_BATCH": "1",
+           "LOGBERT_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    port = free_port()
+    log = tmp_path / "worker.log"
+    with running_worker(bootstrap, {**env, "LOGBERT_WEB_PORT": str(port)}, port, log) as worker:
+        wait_until(lambda: ready(port), 120, "worker not ready", log)
+        rss_start = scrape(port)["process_resident_memory_bytes"]
+        run_produce(StreamSettings(bootstrap_servers=bootstrap), str(log_path), topic, 0.0, 1)
+        peaks = {"rss": rss_start, "sequences_lag": 0.0}
+
+        def all_scored():
+            samples = scrape(port)
+            peaks["rss"] = max(peaks["rss"], samples["process_resident_memory_bytes"])
+            lag = sum(v for k, v in samples.items() if k.startswith("logbert_consumer_lag") and "-sequences" in k)
+            peaks["sequences_lag"] = max(peaks["sequences_lag"], lag)
+            peaks["stuck"] = max(peaks.get("stuck", 0), samples["logbert_stuck_partitions"])  # slow is not stuck
+            scored = sum(v for k, v in samples.items() if k.startswith("logbert_sequences_scored_total"))
+            return samples if scored >= expected else None
+
+        after = wait_until(all_scored, 420, "the slow scorer did not finish", log)
+        scores = [v for _, v in consume_json(bootstrap, [scores_topic], lambda v: scored_at_least(v, expected), 60)]
+        alerts = [v for _, v in consume_json(bootstrap, [alerts_topic], lambda v: False, 5)]
+        alive = worker.poll() is None
+    result = outcome(alerts, scores, flagged, expected)
+    growth_mib = (peaks["rss"] - rss_start) / 2**20
+    summary("slow scorer (about 0.3 s per scoring call)", messages_in=lines, peak_sequences_lag=int(peaks["sequences_lag"]),
+            scoring_seconds=round(after["logbert_scoring_seconds_sum"]), rss_growth_mib=round(growth_mib),
+            **{k: v for k, v in result.items() if k not in ("alerted", "flagged")})  # fmt: skip
+    assert alive
+    assert peaks["sequences_lag"] > 0, "scoring must fall behind for the test to mean anything"
+    assert growth_mib < 300
+    assert peaks["stuck"] == 0
+    check(result)
