@@ -9,7 +9,6 @@ from agents.pipeline import Pipeline
 from streaming import metrics
 from streaming.stages import ParseResult, RawMessage
 
-
 SLOW_ANSWER = 1.0  # seconds; a broker that takes longer to report end offsets was not reachable just now
 
 
