@@ -90,7 +90,9 @@ async def score(stream):
 
 @app.timer(interval=1.0)
 async def flush_when_quiet():
-    await parse_stage.flush_if_quiet(pipeline, keys_topic, quiet, lambda: observer.input_caught_up(app))
+    await parse_stage.flush_if_quiet(
+        pipeline, keys_topic, quiet, lambda: observer.raw_partitions(app), lambda: observer.input_caught_up(app)
+    )
 
 
 @app.timer(interval=5.0)

@@ -64,6 +64,12 @@ class WorkerObserver:
         if self.pipeline is not None:
             metrics.UNTRANSLATED_KEYS.set(self.pipeline.translator.untranslated)
 
+    def raw_partitions(self, app) -> list[str]:
+        """The raw input partitions this worker reads, as "topic/partition" (the sessions' origins)."""
+        return [
+            f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in self.settings.input_topics
+        ]
+
     async def input_caught_up(self, app) -> bool:
         """Has this worker read everything the broker holds on its raw partitions? False when the
         broker does not answer: input that stopped because Kafka is down is not a quiet source."""

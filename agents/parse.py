@@ -56,6 +56,7 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
                 key=str(partition), partition=partition,
                 value={"sessions": sessions, "vocab": pipeline.translator.current},
             )  # fmt: skip
+        clock.touch()  # quiet time counts from the end of the last batch: sending it may take a while
 
 
 def count(result: ParseResult, messages: int) -> None:
@@ -71,11 +72,16 @@ def count(result: ParseResult, messages: int) -> None:
         metrics.DLQ_MESSAGES.labels(metrics.dlq_reason_label(rejected.reason)).inc()
 
 
-async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, caught_up) -> None:
-    """After LOGBERT_QUIET_FLUSH s without input, and once the broker confirms nothing is waiting,
-    open sessions are emitted (ended if idle long enough in event time, else as still open)."""
+async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, raw_partitions, caught_up) -> None:
+    """After LOGBERT_QUIET_FLUSH s without input on this worker's raw partitions, once the broker
+    confirms nothing is waiting there, open sessions fed only by those partitions are emitted
+    (ended if idle long enough in event time, else as still open)."""
     pipeline: Pipeline = pipeline_factory()
     if clock.flushed or time.monotonic() - clock.last_input < pipeline.settings.quiet_flush:
+        return
+    quiet = raw_partitions()
+    if not quiet:  # this worker reads no raw partition (any more): others decide for their input
+        clock.flushed = True
         return
     asked = time.monotonic()
     if not await caught_up() or time.monotonic() - asked > SLOW_ANSWER:
@@ -85,4 +91,6 @@ async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, caught
         return
     clock.flushed = True
     for partition in range(pipeline.settings.internal_partitions):
-        await keys_topic.send(key=str(partition), partition=partition, value={"flush": pipeline.parse.watermark})
+        await keys_topic.send(
+            key=str(partition), partition=partition, value={"flush": pipeline.parse.watermark, "quiet": sorted(quiet)}
+        )

@@ -18,7 +18,8 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
         closed = []
         if "flush" in value:
             watermark = value["flush"] if value["flush"] is not None else -math.inf
-            closed = pipeline.window.flush(open_sessions, partition, watermark)
+            quiet = set(value["quiet"]) if value.get("quiet") is not None else None
+            closed = pipeline.window.flush(open_sessions, partition, watermark, quiet)
         else:
             closed, replayed = pipeline.window.on_message(
                 open_sessions, partition, value["sessions"], value.get("vocab")

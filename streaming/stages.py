@@ -195,15 +195,24 @@ class WindowStage:
             state.pop(sequence.session, None)
         return closed
 
-    def flush(self, state: MutableMapping[str, dict], partition: int, watermark: float) -> list[ClosedSequence]:
-        """The input went quiet: sessions idle for the timeout have ended, the rest may continue."""
+    def flush(
+        self, state: MutableMapping[str, dict], partition: int, watermark: float, quiet: set[str] | None = None
+    ) -> list[ClosedSequence]:
+        """The input went quiet: sessions idle for the timeout have ended, the rest may continue.
+        `quiet`: the raw partitions ("topic/partition") that went quiet; a session that also has
+        lines from another (still flowing) partition stays open. None: all of them (a replay's end)."""
         self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
         out = self.expire(state, partition)
-        mine = {s: self.upgrade(v) for s, v in state.items() if v.get("partition") == partition}
+        mine = {s: self.upgrade(v) for s, v in state.items()
+                if v.get("partition") == partition and fed_only_by(v.get("origins", {}), quiet)}  # fmt: skip
         for sequence in self.windower.flush(mine):
             state.pop(sequence.session, None)
             out.append(sequence)
         return out
+
+
+def fed_only_by(origins: dict, quiet: set[str] | None) -> bool:
+    return quiet is None or set(origins) <= quiet
 
 
 def keys_for_scoring(sequence: ClosedSequence) -> list[int]:
@@ -287,10 +296,14 @@ class TimeWindowStage(WindowStage):
                 out.extend(closed)
         return out
 
-    def flush(self, state: MutableMapping[str, dict], partition: int, watermark: float) -> list[ClosedSequence]:
+    def flush(
+        self, state: MutableMapping[str, dict], partition: int, watermark: float, quiet: set[str] | None = None
+    ) -> list[ClosedSequence]:
         self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
         out = []
         for source in [s for s, v in state.items() if v.get("partition") == partition and "windows" in v]:
+            if not all(fed_only_by(w.get("origins", {}), quiet) for w in state[source]["windows"].values()):
+                continue  # lines of this source still flow in through another partition
             value = self.upgrade(state[source])
             out.extend(self._close(source, value, self.watermark[partition], everything=True))
             state[source] = value

@@ -311,3 +311,21 @@ def test_open_sessions_carry_over_a_model_rollout_in_the_new_models_keys():
     # keys of a model nobody named are read as unseen, and counted
     stranger = KeyTranslator(new)
     assert stranger.translate([0, 1, -2], old_id) == [-1, -1, -2] and stranger.untranslated == 2
+
+
+def test_a_quiet_flush_leaves_sessions_that_still_have_flowing_input_open():
+    """Raw partition 0 went quiet, partition 1 did not: only sessions fed solely by 0 are emitted."""
+    from streaming.stages import TimeWindowStage, WindowStage
+
+    stage = WindowStage(60, 100)
+    state: dict = {}
+    stage.on_message(state, 0, {"blk_a": [[0, 1.0, 1.0, "raw/0", 1]], "blk_b": [[0, 1.0, 1.0, "raw/1", 1]],
+                                "blk_c": [[0, 1.0, 1.0, "raw/0", 2], [1, 2.0, 2.0, "raw/1", 2]]})  # fmt: skip
+    assert [c.session for c in stage.flush(state, 0, 2.0, quiet={"raw/0"})] == ["blk_a"]
+    assert sorted(c.session for c in stage.flush(state, 0, 2.0)) == ["blk_b", "blk_c"]  # None: everything
+
+    windows = TimeWindowStage(300, 60)
+    state = {}
+    windows.on_message(state, 0, {"*": [[0, 10.0, 10.0, "raw/0", 1], [0, 11.0, 11.0, "raw/1", 1]]})
+    assert windows.flush(state, 0, 11.0, quiet={"raw/0"}) == []
+    assert windows.flush(state, 0, 11.0, quiet={"raw/0", "raw/1"})
