@@ -18,6 +18,7 @@ class QuietClock:
     def __init__(self) -> None:
         self.last_input = time.monotonic()
         self.flushed = True
+        self.partitions: set[str] = set()  # the raw partitions read when last looked
 
     def touch(self) -> None:
         self.last_input = time.monotonic()
@@ -77,11 +78,15 @@ async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, raw_pa
     confirms nothing is waiting there, open sessions fed only by those partitions are emitted
     (ended if idle long enough in event time, else as still open)."""
     pipeline: Pipeline = pipeline_factory()
-    if clock.flushed or time.monotonic() - clock.last_input < pipeline.settings.quiet_flush:
-        return
     quiet = raw_partitions()
-    if not quiet:  # this worker reads no raw partition (any more): others decide for their input
-        clock.flushed = True
+    if set(quiet) != clock.partitions:
+        # Partitions moved: newly read ones may hold open sessions that nobody will flush
+        # otherwise, even if no line ever arrives here again. A quiet period starts now.
+        clock.partitions = set(quiet)
+        clock.touch()
+    if not quiet:  # this worker reads no raw partition: others decide for their input
+        return
+    if clock.flushed or time.monotonic() - clock.last_input < pipeline.settings.quiet_flush:
         return
     asked = time.monotonic()
     if not await caught_up() or time.monotonic() - asked > SLOW_ANSWER:

@@ -128,6 +128,11 @@ class WindowStage:
     def vocabulary(self) -> str | None:
         return self.translator.current if self.translator else None
 
+    def stored(self, state: MutableMapping[str, dict], partition: int) -> float:
+        """The watermark last recorded in the table for this partition (by this worker or a previous owner)."""
+        recorded = (state.get(self.applied_key(partition)) or {}).get("watermark")
+        return recorded if recorded is not None else -math.inf
+
     def upgrade(self, value: dict) -> dict:
         """A table value in the current model's keys (it may hold a previous model's)."""
         if self.translator is None or value.get("vocab") in (None, self.translator.current):
@@ -171,8 +176,8 @@ class WindowStage:
                 state[session] = {**local[session], "partition": partition, "vocab": self.vocabulary}
             elif state.get(session) is not None:
                 del state[session]
-        if newest != applied:
-            state[self.applied_key(partition)] = {"raw": newest}
+        if newest != applied:  # the event-time watermark goes with it, so a new owner resumes from it
+            state[self.applied_key(partition)] = {"raw": newest, "watermark": self.watermark.get(partition)}
         return closed, replayed
 
     def on_events(
@@ -201,7 +206,9 @@ class WindowStage:
         """The input went quiet: sessions idle for the timeout have ended, the rest may continue.
         `quiet`: the raw partitions ("topic/partition") that went quiet; a session that also has
         lines from another (still flowing) partition stays open. None: all of them (a replay's end)."""
-        self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
+        self.watermark[partition] = max(
+            self.watermark.get(partition, -math.inf), watermark, self.stored(state, partition)
+        )
         out = self.expire(state, partition)
         mine = {s: self.upgrade(v) for s, v in state.items()
                 if v.get("partition") == partition and fed_only_by(v.get("origins", {}), quiet)}  # fmt: skip
@@ -299,7 +306,9 @@ class TimeWindowStage(WindowStage):
     def flush(
         self, state: MutableMapping[str, dict], partition: int, watermark: float, quiet: set[str] | None = None
     ) -> list[ClosedSequence]:
-        self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
+        self.watermark[partition] = max(
+            self.watermark.get(partition, -math.inf), watermark, self.stored(state, partition)
+        )
         out = []
         for source in [s for s, v in state.items() if v.get("partition") == partition and "windows" in v]:
             if not all(fed_only_by(w.get("origins", {}), quiet) for w in state[source]["windows"].values()):

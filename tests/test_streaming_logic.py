@@ -329,3 +329,15 @@ def test_a_quiet_flush_leaves_sessions_that_still_have_flowing_input_open():
     windows.on_message(state, 0, {"*": [[0, 10.0, 10.0, "raw/0", 1], [0, 11.0, 11.0, "raw/1", 1]]})
     assert windows.flush(state, 0, 11.0, quiet={"raw/0"}) == []
     assert windows.flush(state, 0, 11.0, quiet={"raw/0", "raw/1"})
+
+
+def test_a_new_owner_of_a_partition_resumes_from_the_recorded_watermark():
+    """After a rebalance the table, not memory, says how far event time got: an idle session is
+    emitted as ended (as `evaluate` decides at the end of a file), not as still open."""
+    from streaming.stages import WindowStage
+
+    state: dict = {}
+    WindowStage(60, 100).on_message(state, 0, {"blk_a": [[0, 1.0, 1.0, "raw/0", 1]],
+                                                "blk_b": [[0, 100.0, 100.0, "raw/0", 2]]})  # fmt: skip
+    closed = WindowStage(60, 100).flush(state, 0, float("-inf"), quiet={"raw/0"})  # a fresh worker, parsed nothing
+    assert sorted((c.session, c.closed) for c in closed) == [("blk_a", True), ("blk_b", False)]
