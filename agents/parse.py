@@ -9,7 +9,7 @@ from agents.pipeline import Pipeline
 from streaming import metrics
 from streaming.stages import ParseResult, RawMessage
 
-SLOW_ANSWER = 1.0  # seconds; a broker that takes longer to report end offsets was not reachable just now
+MAX_CONFIRMATION = 10.0  # seconds the broker must keep confirming quiet input before a flush
 
 
 class QuietClock:
@@ -19,10 +19,12 @@ class QuietClock:
         self.last_input = time.monotonic()
         self.flushed = True
         self.partitions: set[str] = set()  # the raw partitions read when last looked
+        self.confirmed_since: float | None = None  # when the broker first confirmed nothing was waiting
 
     def touch(self) -> None:
         self.last_input = time.monotonic()
         self.flushed = False
+        self.confirmed_since = None
 
 
 async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock) -> None:
@@ -88,11 +90,17 @@ async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, raw_pa
         return
     if clock.flushed or time.monotonic() - clock.last_input < pipeline.settings.quiet_flush:
         return
-    asked = time.monotonic()
-    if not await caught_up() or time.monotonic() - asked > SLOW_ANSWER:
-        # Records wait, or Kafka did not answer (promptly): quiet time starts again from now, so
-        # shippers get the full LOGBERT_QUIET_FLUSH to deliver what they held during an outage.
+    if not await caught_up():
+        # Records wait, or Kafka does not answer: quiet time starts again from now, so shippers
+        # get the full LOGBERT_QUIET_FLUSH to deliver what they held during an outage.
         clock.touch()
+        return
+    # The answer may come from a broker that was down until a moment ago (the request waited for
+    # it): flush only once the broker has kept confirming for a while with still no input.
+    now = time.monotonic()
+    if clock.confirmed_since is None:
+        clock.confirmed_since = now
+    if now - clock.confirmed_since < min(pipeline.settings.quiet_flush, MAX_CONFIRMATION):
         return
     clock.flushed = True
     for partition in range(pipeline.settings.internal_partitions):

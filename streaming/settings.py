@@ -57,7 +57,10 @@ class StreamSettings:
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
     max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds a stage waits to fill a batch", float)
     quiet_flush: float = env_setting(
-        "LOGBERT_QUIET_FLUSH", "60", "seconds without input before open sessions are emitted", float
+        "LOGBERT_QUIET_FLUSH",
+        "60",
+        "seconds without input before open sessions are emitted (plus up to 10 s while the broker confirms)",
+        float,
     )
     provider: str = env_setting("LOGBERT_PROVIDER", "auto", "ONNX Runtime provider: `auto`, `cuda` or `cpu`")
     publish_scores: bool = env_setting(
