@@ -82,11 +82,18 @@ def running_worker(bootstrap: str, env: dict[str, str], web_port: int, log_path:
         try:
             yield worker
         finally:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_process(worker, grace=30)
+
+
+def stop_process(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM (a worker commits and leaves its group), then SIGKILL after `grace` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_for_log(path: Path, text: str, timeout: float) -> None:

@@ -14,7 +14,16 @@ import pytest
 from confluent_kafka import KafkaException
 
 from commands.kafka_io import run_produce
-from commands.live import ROOT, consume_json, create_topic, free_port, local_kafka, running_worker, unique
+from commands.live import (
+    ROOT,
+    consume_json,
+    create_topic,
+    free_port,
+    local_kafka,
+    running_worker,
+    stop_process,
+    unique,
+)
 from streaming.security import KafkaSecurity
 from streaming.settings import StreamSettings
 from tests.kafka_support import get, require_broker, scrape, wait_until
@@ -30,15 +39,6 @@ def spawn_worker(bootstrap: str, env: dict[str, str], port: int, log: Path) -> s
     with open(log, "a") as out:
         return subprocess.Popen([sys.executable, "faust_app.py", "worker", "-l", "info"], cwd=ROOT, env=full_env,
                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-
-
-def stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
 
 def ready(port: int) -> bool:
@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(trained_model, generated_hdfs,
         alive = [w.poll() is None for w in workers]
     finally:
         for worker in workers:
-            stop(worker)
+            stop_process(worker, grace=60)
     result = outcome(alerts, scores, flagged, expected)
     summary("SIGKILL one of two workers mid-stream", messages_in=lines, killed_after_lines=int(parsed_before_kill),
             **{k: v for k, v in result.items() if k not in ("alerted", "flagged")})  # fmt: skip
