@@ -82,8 +82,7 @@ class WorkerObserver:
         except Exception as error:  # timeouts and broker errors alike: not known to be caught up
             log.info("input quiet but the broker did not confirm its end offsets (%s): open sessions wait", error)
             return False
-        read = getattr(consumer, "_read_offset", {})  # Faust's record: offset of the last message read
-        return all((read.get(tp) if read.get(tp) is not None else -1) + 1 >= ends.get(tp, 0) for tp in mine)
+        return all(processed_up_to(consumer, tp) >= ends.get(tp, 0) for tp in mine)
 
     def health(self) -> Health:
         return Health(self.model_loaded, self.model_error, self.assigned, list(self.stuck))
@@ -109,3 +108,11 @@ class WorkerObserver:
             if isinstance(value, dict) and value.get("partition") in actives:
                 count += len(value["windows"]) if "windows" in value else 1
         return count
+
+
+def processed_up_to(consumer, tp) -> int:
+    """The next offset this worker has yet to process on tp, from Faust's own records: one past the
+    last message read, or the committed offset (what a newly assigned partition starts from)."""
+    read = getattr(consumer, "_read_offset", {}).get(tp)
+    committed = getattr(consumer, "_committed_offset", {}).get(tp)
+    return max(read + 1 if read is not None else 0, committed if committed is not None else 0)

@@ -113,3 +113,25 @@ def test_a_model_that_does_not_load_stops_the_worker_with_the_reason():
     ):
         observer.load_model(broken)
     assert not observer.health().live and "12 templates" in observer.health().as_json()["model_error"]
+
+
+def test_a_partition_taken_over_after_its_input_ended_counts_as_caught_up():
+    """Nothing read yet on a newly assigned partition, but its committed offset is the end."""
+    import asyncio
+
+    settings = StreamSettings(input_topics=("logs-raw",))
+    observer = WorkerObserver(settings)
+    raw = TP("logs-raw", 0)
+
+    class Consumer(FakeConsumer):
+        async def highwaters(self, *tps):
+            return {tp: self.assigned[tp][1] for tp in tps}
+
+    consumer = Consumer({raw: (5000, 5000)})
+    consumer._read_offset = {}
+    app = SimpleNamespace(consumer=consumer)
+    assert asyncio.run(observer.input_caught_up(app))
+    consumer._committed_offset = {raw: 4000}
+    assert not asyncio.run(observer.input_caught_up(app))  # 1,000 records wait
+    consumer._read_offset = {raw: 4999}
+    assert asyncio.run(observer.input_caught_up(app))
