@@ -116,6 +116,9 @@ def run_live(workdir: Path, model_dir: Path, blocks: int = 400) -> dict | None:
                       + (_first_explanation(value["missed_positions"])))  # fmt: skip
 
         consume_json(bootstrap, [alerts_topic, scores_topic], lambda _: scored >= expected, 240, on_value)
+        # an alert is sent just before its score, but the two topics are read independently:
+        # read the alerts once more to the end so none published with the last scores is missed
+        consume_json(bootstrap, [alerts_topic], lambda _: False, 3, on_value)
         producer.join(5)
     flagged_blocks = {a["key"] for a in alerted.values()}
     rows = [["kind", "blocks", "alerted", "share"]]
