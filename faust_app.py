@@ -4,7 +4,7 @@
                └──▶ logbert-dlq      (open sessions: Table logbert-open-sessions, changelogged)
 
     python faust_app.py worker -l info          # run the pipeline (settings from the environment)
-    python faust_app.py train|evaluate|generate|produce|alerts|replay|demo|settings --help
+    python faust_app.py train|evaluate|generate|produce|alerts|replay|demo|settings-reference --help
     GET :6066/metrics (Prometheus), /health (liveness: model loaded, no stuck partition), /ready
 
 The stages' logic lives in agents/ and streaming/; the commands' in commands/.

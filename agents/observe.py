@@ -64,17 +64,18 @@ class WorkerObserver:
         if self.pipeline is not None:
             metrics.UNTRANSLATED_KEYS.set(self.pipeline.translator.untranslated)
 
+    def _raw_tps(self, app) -> list:
+        return [tp for tp in app.consumer.assignment() if tp.topic in self.settings.input_topics]
+
     def raw_partitions(self, app) -> list[str]:
         """The raw input partitions this worker reads, as "topic/partition" (the sessions' origins)."""
-        return [
-            f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in self.settings.input_topics
-        ]
+        return [f"{tp.topic}/{tp.partition}" for tp in self._raw_tps(app)]
 
     async def input_caught_up(self, app) -> bool:
         """Has this worker read everything the broker holds on its raw partitions? False when the
         broker does not answer: input that stopped because Kafka is down is not a quiet source."""
         consumer = app.consumer
-        mine = [tp for tp in consumer.assignment() if tp.topic in self.settings.input_topics]
+        mine = self._raw_tps(app)
         if not mine:
             return True
         try:

@@ -21,9 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from commands.kafka_io import run_produce  # noqa: E402
-from commands.live import create_topic, free_port, local_kafka, running_worker, unique  # noqa: E402
+from commands.live import create_topic, free_port, get, local_kafka, running_worker, scrape, unique  # noqa: E402
 from streaming.settings import StreamSettings  # noqa: E402
-from tests.kafka_support import get, scrape  # noqa: E402
 
 
 def prepare(out: Path, lines_needed: int, model: Path | None) -> tuple[Path, Path]:

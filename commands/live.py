@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,6 +96,32 @@ def stop_process(process: subprocess.Popen, grace: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def get(url: str) -> tuple[int, bytes]:
+    """(HTTP status, body) of a worker's page; status 0 while nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, b""
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A worker's /metrics as sample name{label=value,...} -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics on port {port} answered {status}")
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
 
 
 def wait_for_log(path: Path, text: str, timeout: float) -> None:

@@ -137,11 +137,7 @@ def run_train(request: TrainRequest) -> dict:
         "seconds": round(time.time() - started, 1),
     }
     write_json(out / "metrics.json", metrics)
-    return {
-        "config": config,
-        "metrics": metrics,
-        "torch_model": result.model,
-    }  # the model for in-process use (benchmarks)
+    return {"config": config, "metrics": metrics, "torch_model": result.model}  # torch_model: for benchmarks
 
 
 def calibrate(config: dict, vocabulary, out: Path, normal_keys: list[list[int]], target_fpr: float) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from streaming.security import SECURITY_VARIABLES, KafkaSecurity
 
 
-def _topics(value: str) -> tuple[str, ...]:
+def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in value.split(",") if t.strip())
 
 
@@ -44,7 +44,7 @@ class StreamSettings:
         "LOGBERT_APP_ID", "logbert", "Faust app id = consumer group; prefixes the internal topics"
     )
     input_topics: tuple[str, ...] = env_setting("LOGBERT_INPUT_TOPICS", "logs-raw", "raw log topics, comma-separated",
-                                                _topics)  # fmt: skip
+                                                _comma_list)  # fmt: skip
     model_dir: str = env_setting("LOGBERT_MODEL_DIR", "model", "the model directory, validated before the worker joins")
     value_format: str = env_setting("LOGBERT_VALUE_FORMAT", "auto", "message values: `auto`, `text` or `json`")
     internal_partitions: int = env_setting(
@@ -76,7 +76,7 @@ class StreamSettings:
     other_model_dirs: tuple[str, ...] = env_setting(
         "LOGBERT_OTHER_MODEL_DIRS", "",
         "during a model rollout: the other model's directory (comma-separated list); its open sessions carry over",
-        _topics,
+        _comma_list,
     )  # fmt: skip
     stuck_after: float = env_setting(
         "LOGBERT_STUCK_AFTER", "180", "seconds a partition with lag may stand still before /health fails", float

@@ -84,8 +84,10 @@ def env_file(path: Path) -> dict[str, str]:
     return {name.strip(): value.strip() for name, value in pairs}
 
 
-def yaml_documents(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+def yaml_documents(source: Path | str) -> list[dict]:
+    """The documents of a YAML file (a Path) or of YAML text."""
+    text = source.read_text() if isinstance(source, Path) else source
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
 
 
 def compose() -> dict:

@@ -52,17 +52,11 @@ def test_every_manifest_parses():
 def test_kustomizations_render(overlay):
     done = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "k8s" / overlay)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    kinds = [doc["kind"] for doc in yaml_documents_from_text(done.stdout)]
+    kinds = [doc["kind"] for doc in yaml_documents(done.stdout)]
     assert {"Deployment", "ConfigMap", "PodDisruptionBudget", "Service"} <= set(kinds)
     if overlay == "gpu":
         rendered = done.stdout
         assert "nvidia.com/gpu: 1" in rendered and "LOGBERT_PROVIDER: cuda" in rendered and ":cuda" in rendered
-
-
-def yaml_documents_from_text(text: str) -> list[dict]:
-    import yaml
-
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)

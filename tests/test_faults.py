@@ -19,14 +19,16 @@ from commands.live import (
     consume_json,
     create_topic,
     free_port,
+    get,
     local_kafka,
     running_worker,
+    scrape,
     stop_process,
     unique,
 )
 from streaming.security import KafkaSecurity
 from streaming.settings import StreamSettings
-from tests.kafka_support import get, require_broker, scrape, wait_until
+from tests.kafka_support import require_broker, wait_until
 from tests.test_reliability import summary
 from tests.test_stream_kafka import batch_decisions, wait_for_settled_group
 

@@ -15,10 +15,10 @@ import sys
 import pytest
 
 from commands.kafka_io import run_produce
-from commands.live import consume_json, create_topic, free_port, running_worker, unique
+from commands.live import consume_json, create_topic, free_port, get, running_worker, scrape, unique
 from streaming.settings import StreamSettings
 from tests.conftest import ROOT
-from tests.kafka_support import get, require_broker, scrape, wait_until
+from tests.kafka_support import require_broker, wait_until
 from tests.test_stream_kafka import batch_decisions
 
 pytestmark = pytest.mark.kafka

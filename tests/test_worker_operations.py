@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from commands.kafka_io import run_produce
-from commands.live import consume_json, create_topic, free_port, stop_process, unique
+from commands.live import consume_json, create_topic, free_port, get, scrape, stop_process, unique
 from streaming.settings import StreamSettings
 from tests.conftest import ROOT
 from tests.deploy_support import DEPLOY, env_file, read_image, stage_image_files
-from tests.kafka_support import get, require_broker, scrape, wait_until
+from tests.kafka_support import require_broker, wait_until
 from tests.test_stream_kafka import batch_decisions
 
 pytestmark = pytest.mark.kafka
