@@ -96,7 +96,10 @@ def test_a_worker_killed_mid_stream_loses_nothing(trained_model, generated_hdfs,
         feeder.start()
         time.sleep(lines / rate * 0.4)
         # kill the member that reads the raw partition: it holds parse work in flight
-        owner = next(n for n in range(2) if any(f"topic={topic}" in k for k in scrape(ports[n])))
+        # (the lag gauges are refreshed every 5 s, so the owner may not show it yet)
+        owners = wait_until(lambda: [n for n in range(2) if any(f"topic={topic}" in k for k in scrape(ports[n]))],
+                            30, "no member reports the raw partition", logs[0])  # fmt: skip
+        owner = owners[0]
         parsed_before_kill = scrape(ports[owner])["logbert_lines_parsed_total"]
         workers[owner].kill()
         workers[owner].wait()
