@@ -1,16 +1,26 @@
-"""Scorer throughput: the ONNX Runtime scorer against a plain torch-eager run of the same detection
-rule on the same trained model, in one run, with the decisions compared.
+"""Scorer throughput: the serving scorer (ONNX Runtime) against a plain torch-eager run of the same
+detection rule on the same trained model, in one run, with the decisions compared.
 
-    scripts/venv.sh python bench/detector.py [--lengths 20,128,512] [--batches 1,8,64,512] [--seconds 1]
+    scripts/venv.sh python bench/detector.py [--lengths session,128,512] [--batches 1,8,64,512] [--seconds 1]
 
-Sequences are the generated log's own sessions (the kind the model was trained on), joined and
-cut to HDFS-like (20) and BGL-like (128, 512) lengths; --random uses random keys instead, the
-worst case for the rule's explanation work (nearly every position a miss)."""
+The model is trained here on the real HDFS sample ($LOGBERT_DATASETS/hdfs/HDFS_20000.log, its
+normal blocks of the first 60%), or on a generated log when the datasets are absent. `session`
+cells score the log's own blocks as they are (HDFS-length, mixed normal and anomalous, repeats
+included as in a live stream); numeric lengths join blocks and cut them to BGL-like lengths.
+
+Three scorers per cell:
+  torch  the reference: torch eager forward (no_grad), the same numpy rule
+  onnx   ONNX Runtime forward, the same rule: the runtime's share of the gain
+  serve  Detector.score, what a worker runs: ONNX Runtime, each distinct sequence scored once
+The ONNX side runs in a child process without torch, so its peak RSS is the worker's."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,76 +34,126 @@ sys.path.insert(0, str(ROOT))
 from models.detection import is_anomalous, score_sequences  # noqa: E402
 
 
-def train_small_model(out: Path):
+def train_model(out: Path) -> tuple[object, Path, Path, str]:
+    """The torch model, its model directory, the log it was trained on, and where that log came from."""
     from commands.generate import run_generate
     from commands.train import TrainRequest, run_train
     from sequences.readers import ReadOptions
 
-    run_generate("hdfs", str(out / "gen"), sessions=1500, minutes=0, anomaly_rate=0.05, seed=11)
-    request = TrainRequest(out / "gen" / "hdfs.log", ReadOptions("hdfs", labels=out / "gen" / "hdfs_labels.csv"),
-                           out / "model", preset="small", fraction=(0.0, 0.6), progress=False)  # fmt: skip
-    return run_train(request)["torch_model"], out / "model"
+    real = Path(os.environ.get("LOGBERT_DATASETS", ROOT.parent / "shared" / "datasets")) / "hdfs" / "HDFS_20000.log"
+    if real.exists():
+        log, labels, source = real, real.with_name("HDFS_20000_anomaly_label.csv"), f"real HDFS ({real.name})"
+    else:
+        run_generate("hdfs", str(out / "gen"), sessions=1500, minutes=0, anomaly_rate=0.05, seed=11)
+        log, labels, source = out / "gen" / "hdfs.log", out / "gen" / "hdfs_labels.csv", "generated HDFS-like log"
+    request = TrainRequest(log, ReadOptions("hdfs", labels=labels), out / "model", preset="small",
+                           fraction=(0.0, 0.6), progress=False)  # fmt: skip
+    return run_train(request)["torch_model"], out / "model", log, source
 
 
-def session_pool(log: Path, detector) -> list[int]:
-    """Every session's keys, one after another, without the END/OPEN markers."""
+def blocks_of(log: Path, model_dir: Path) -> list[list[int]]:
+    """Every block's keys, closed by END as the window stage closes an ended session."""
     from commands.common import key_sequences
+    from models.artefact import load_model_directory
     from sequences.readers import ReadOptions, read_dataset
 
+    _, vocabulary = load_model_directory(model_dir)
     data = read_dataset(log, ReadOptions("hdfs"))
-    return [k for keys in key_sequences(data, data.sequences, detector.vocabulary) for k in keys[:-1]]
+    return key_sequences(data, data.sequences, vocabulary)
 
 
-def rate(forward, sequences, centre, settings, seconds: float) -> tuple[float, list]:
-    """Sequences per second over at least `seconds`, and the last run's scores."""
+def cells(blocks: list[list[int]], lengths: list[str], batches: list[int]) -> list[dict]:
+    rng = np.random.default_rng(0)
+    pool = [k for keys in blocks for k in keys[:-1]]
+    out = []
+    for length in lengths:
+        for batch in batches:
+            if length == "session":
+                sequences = [blocks[i] for i in rng.integers(0, len(blocks), batch)]
+            else:
+                starts = rng.integers(0, len(pool) - int(length), batch)
+                sequences = [pool[s : s + int(length)] for s in starts]
+            out.append({"length": length, "batch": batch, "sequences": [[int(k) for k in s] for s in sequences]})
+    return out
+
+
+def rate(score, sequences, seconds: float) -> tuple[float, list]:
+    """Sequences per second over at least `seconds` (after one warm-up call), and the scores."""
+    scores = score(sequences)
     runs, started = 0, time.perf_counter()
     while True:
-        scores = score_sequences(sequences, forward, centre, settings)
+        score(sequences)
         runs += 1
         elapsed = time.perf_counter() - started
         if elapsed >= seconds:
             return runs * len(sequences) / elapsed, scores
 
 
+def serving_side(model_dir: Path, cells_file: Path, seconds: float) -> None:
+    """Child process: the ONNX Runtime scorers only (torch is never imported here)."""
+    from models.detector import Detector
+
+    detector = Detector.load(model_dir, "cpu")
+    results = []
+    for cell in json.loads(cells_file.read_text()):
+        sequences = cell["sequences"]
+        onnx_rate, _ = rate(lambda s: score_sequences(s, detector.forward, detector.centre, detector.settings),
+                            sequences, seconds)  # fmt: skip
+        serve_rate, scores = rate(detector.score, sequences, seconds)
+        results.append({"onnx": onnx_rate, "serve": serve_rate, "distinct": len({tuple(s) for s in sequences}),
+                        "decisions": [detector.is_anomalous(s) for s in scores]})  # fmt: skip
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"provider": detector.provider, "peak_rss_mib": peak, "cells": results}))
+    assert "torch" not in sys.modules, "the serving side must not load torch"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", default="20,128,512")
+    parser.add_argument("--lengths", default="session,128,512", help="'session' (the blocks as they are) or key counts")
     parser.add_argument("--batches", default="1,8,64,512")
-    parser.add_argument("--seconds", type=float, default=1.0, help="minimum timing per cell")
-    parser.add_argument("--random", action="store_true", help="random keys instead of real sessions")
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum timing per cell and scorer")
+    parser.add_argument("--serving-side", nargs=2, type=Path, metavar=("MODEL_DIR", "CELLS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serving_side:
+        serving_side(*args.serving_side, args.seconds)
+        return
 
-    from models.detector import Detector
+    from models.artefact import centre_of, detection_settings, load_model_directory
     from models.export import torch_forward
 
     with tempfile.TemporaryDirectory() as tmp:
-        model, model_dir = train_small_model(Path(tmp))
-        detector = Detector.load(model_dir, "cpu")
+        print("training the benchmark model ...", flush=True)
+        model, model_dir, log, source = train_model(Path(tmp))
+        config, vocabulary = load_model_directory(model_dir)
+        settings, centre = detection_settings(config), centre_of(config)
+        blocks = blocks_of(log, model_dir)
+        plan = cells(blocks, args.lengths.split(","), [int(b) for b in args.batches.split(",")])
+        cells_file = Path(tmp) / "cells.json"
+        cells_file.write_text(json.dumps(plan))
+        child = subprocess.run(
+            [sys.executable, __file__, "--seconds", str(args.seconds), "--serving-side", str(model_dir), str(cells_file)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        served = json.loads(child.stdout.strip().splitlines()[-1])
+        mean_block = sum(len(b) for b in blocks) / len(blocks)
+        print(f"data: {source}, {len(blocks)} blocks of {mean_block:.1f} keys on average (END included)")
+        print(f"model {config.get('version')}: {len(vocabulary)} templates, d_model {config['model']['d_model']}, "
+              f"{config['model']['n_layer']} layers, max_len {settings.max_len}, mask stride {settings.mask_stride}, "
+              f"top-g {settings.top_g}; ONNX Runtime provider {served['provider']}, "
+              f"{os.cpu_count()} CPUs")  # fmt: skip
+        print(f"{'length':>7} {'batch':>5} {'distinct':>8} {'torch seq/s':>11} {'onnx seq/s':>10} {'serve seq/s':>11} "
+              f"{'onnx/torch':>10} {'serve/torch':>11}  decisions")  # fmt: skip
         eager = torch_forward(model)
-        rng = np.random.default_rng(0)
-        vocab = len(detector.vocabulary)
-        pool = session_pool(Path(tmp) / "gen" / "hdfs.log", detector)
-        print(f"model {detector.version}: {vocab} templates, d_model {detector.config['model']['d_model']}, "
-              f"max_len {detector.settings.max_len}, ONNX Runtime provider {detector.provider}")  # fmt: skip
-        print(f"{'length':>6} {'batch':>6} {'torch seq/s':>12} {'onnx seq/s':>11} {'ratio':>6}  decisions")
-        for length in map(int, args.lengths.split(",")):
-            for batch in map(int, args.batches.split(",")):
-                if args.random:
-                    sequences = [rng.integers(0, vocab, length).tolist() for _ in range(batch)]
-                else:
-                    starts = rng.integers(0, len(pool) - length, batch)
-                    sequences = [pool[start : start + length] for start in starts]
-                torch_rate, torch_scores = rate(eager, sequences, detector.centre, detector.settings, args.seconds)
-                onnx_rate, onnx_scores = rate(detector.forward, sequences, detector.centre, detector.settings,
-                                              args.seconds)  # fmt: skip
-                same = [is_anomalous(s, detector.settings) for s in torch_scores] == [
-                    is_anomalous(s, detector.settings) for s in onnx_scores
-                ]
-                print(f"{length:>6} {batch:>6} {torch_rate:>12.0f} {onnx_rate:>11.0f} {onnx_rate / torch_rate:>6.2f}  "
-                      f"{'equal' if same else 'DIFFER'}", flush=True)  # fmt: skip
-    print(
-        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (torch and ONNX Runtime in one process)"
-    )
+        for cell, result in zip(plan, served["cells"]):
+            torch_rate, scores = rate(lambda s: score_sequences(s, eager, centre, settings), cell["sequences"],
+                                      args.seconds)  # fmt: skip
+            same = [is_anomalous(s, settings) for s in scores] == result["decisions"]
+            print(f"{cell['length']:>7} {cell['batch']:>5} {result['distinct']:>8} {torch_rate:>11.0f} "
+                  f"{result['onnx']:>10.0f} {result['serve']:>11.0f} {result['onnx'] / torch_rate:>10.2f} "
+                  f"{result['serve'] / torch_rate:>11.2f}  {'equal' if same else 'DIFFER'}", flush=True)  # fmt: skip
+    torch_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: serving scorer {served['peak_rss_mib']:.0f} MiB (ONNX Runtime, no torch); "
+          f"reference process {torch_peak:.0f} MiB (torch, training included)")  # fmt: skip
 
 
 if __name__ == "__main__":

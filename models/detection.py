@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.vocab import DIST, MASK, OPEN_KEY, PAD, UNK, UNPREDICTABLE, UNSEEN_KEY, key_to_token, token_to_key
+from models.vocab import DIST, MASK, OPEN, PAD, UNK, UNPREDICTABLE, UNSEEN_KEY, keys_to_tokens, token_to_key
 
 # tokens (batch, length) int64 -> logits (batch, length, vocab) float32, dist (batch, d) float32
 ForwardFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -71,13 +71,6 @@ def is_anomalous(score: SequenceScore, settings: DetectionSettings) -> bool:
     return settings.surprise_threshold is not None and score.max_surprise > settings.surprise_threshold
 
 
-@dataclass
-class _Row:
-    chunk: int  # index into the chunk list
-    pattern: int  # -1 = unmasked row (DIST vector only)
-    tokens: np.ndarray
-
-
 def split_chunks(keys: list[int], keys_per_chunk: int) -> list[list[int]]:
     """Chunks of at most keys_per_chunk keys (an empty sequence is one empty chunk)."""
     if not keys:
@@ -85,110 +78,160 @@ def split_chunks(keys: list[int], keys_per_chunk: int) -> list[list[int]]:
     return [keys[i : i + keys_per_chunk] for i in range(0, len(keys), keys_per_chunk)]
 
 
-def _rows_for_chunk(chunk_index: int, keys: list[int], stride: int) -> list[_Row]:
-    tokens = np.array([DIST, *(key_to_token(k) for k in keys)], dtype=np.int64)
-    rows = [_Row(chunk_index, -1, tokens)]
-    maskable = len(keys) - (1 if keys and keys[-1] == OPEN_KEY else 0)  # OPEN is context, never masked
-    for pattern in range(min(stride, maskable)):
-        masked = tokens.copy()
-        masked[1 + pattern : 1 + maskable : stride] = MASK
-        rows.append(_Row(chunk_index, pattern, masked))
-    return rows
+@dataclass
+class _Rows:
+    """Every row to run: per chunk one unmasked row (its DIST vector) and one row per mask pattern."""
+
+    chunk_tokens: list[np.ndarray]  # [DIST, tokens...] per chunk
+    chunk: np.ndarray  # per row: its chunk
+    pattern: np.ndarray  # per row: -1 = unmasked, else the pattern j (positions p with (p - 1) % stride == j)
+    maskable: np.ndarray  # per chunk: keys that may be masked (all but a final OPEN)
+    owner: np.ndarray  # per chunk: the sequence it belongs to
+    offset: np.ndarray  # per chunk: position of its first key in the sequence
+    lengths: np.ndarray  # per sequence: its log keys (END and OPEN not counted)
+
+
+def _plan_rows(sequences: list[list[int]], settings: DetectionSettings) -> _Rows:
+    chunk_tokens, owners, offsets, maskable, lengths = [], [], [], [], []
+    for owner, keys in enumerate(sequences):
+        key_array = np.asarray(keys, dtype=np.int64)
+        lengths.append(np.count_nonzero(key_array >= UNSEEN_KEY))
+        tokens = keys_to_tokens(key_array)
+        for offset in range(0, max(len(keys), 1), settings.keys_per_chunk):
+            part = tokens[offset : offset + settings.keys_per_chunk]
+            chunk_tokens.append(np.concatenate(([DIST], part)))
+            owners.append(owner)
+            offsets.append(offset)
+            maskable.append(len(part) - (1 if len(part) and part[-1] == OPEN else 0))  # OPEN is context only
+    maskable_arr = np.array(maskable, dtype=np.int64)
+    patterns_per_chunk = np.minimum(maskable_arr, settings.mask_stride) + 1
+    chunk = np.repeat(np.arange(len(chunk_tokens)), patterns_per_chunk)
+    starts = np.cumsum(patterns_per_chunk) - patterns_per_chunk
+    pattern = np.arange(len(chunk)) - np.repeat(starts, patterns_per_chunk) - 1
+    return _Rows(chunk_tokens, chunk, pattern, maskable_arr, np.array(owners, dtype=np.int64),
+                 np.array(offsets, dtype=np.int64), np.array(lengths, dtype=np.int64))  # fmt: skip
+
+
+def _batch_tokens(rows: _Rows, batch: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """The padded model input of these rows, and the same without masks (the true tokens)."""
+    width = max(len(rows.chunk_tokens[c]) for c in rows.chunk[batch])
+    original = np.full((len(batch), width), PAD, dtype=np.int64)
+    for i, c in enumerate(rows.chunk[batch]):
+        original[i, : len(rows.chunk_tokens[c])] = rows.chunk_tokens[c]
+    tokens = original.copy()
+    positions = np.arange(width)
+    pattern = rows.pattern[batch][:, None]
+    limit = rows.maskable[rows.chunk[batch]][:, None]
+    to_mask = (pattern >= 0) & (positions >= 1) & (positions <= limit) & ((positions - 1) % stride == pattern)
+    tokens[to_mask] = MASK
+    return tokens, original
+
+
+@dataclass
+class _Totals:
+    """Per-sequence running counts, and what explanations need of the misses seen so far."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        n = self.n
+        self.masked = np.zeros(n, dtype=np.int64)
+        self.misses = np.zeros(n, dtype=np.int64)
+        self.unseen = np.zeros(n, dtype=np.int64)
+        self.surprise_sum = np.zeros(n)
+        self.surprise_max = np.zeros(n)
+        self.distance_sum = np.zeros(n)
+        self.miss_parts: list[tuple[np.ndarray, ...]] = []  # (owner, position, truth, probability, top-g)
+        self.most_surprise = np.full(n, -np.inf)  # the least likely actual key per sequence, miss or not
+        self.most_position = np.zeros(n, dtype=np.int64)
+        self.most_truth = np.zeros(n, dtype=np.int64)
+        self.most_probability = np.zeros(n)
+        self.most_top: np.ndarray | None = None  # (n, top-g), once the vocabulary size is known
 
 
 def score_sequences(
-    sequences: list[list[int]], forward: ForwardFn, centre: np.ndarray, settings: DetectionSettings
-) -> list[SequenceScore]:
-    """Scores key sequences (key indices, -1 = unseen) with any forward function."""
-    chunk_owner: list[int] = []
-    chunk_keys: list[list[int]] = []
-    for owner, keys in enumerate(sequences):
-        for chunk in split_chunks(keys, settings.keys_per_chunk):
-            chunk_owner.append(owner)
-            chunk_keys.append(chunk)
-    rows = [row for i, keys in enumerate(chunk_keys) for row in _rows_for_chunk(i, keys, settings.mask_stride)]
-
-    n = len(sequences)
-    masked = np.zeros(n, dtype=np.int64)
-    misses = np.zeros(n, dtype=np.int64)
-    unseen = np.zeros(n, dtype=np.int64)
-    surprise_sum = np.zeros(n)
-    surprise_max = np.zeros(n)
-    distance_sum = np.zeros(n)
-    chunks_per_seq = np.bincount(np.array(chunk_owner, dtype=np.int64), minlength=n)
-    missed_lists: list[list[MissedKey]] = [[] for _ in range(n)]
-    most_surprising: list[MissedKey | None] = [None] * n
-    most_surprise = np.full(n, -np.inf)
-    chunk_offsets = _chunk_offsets(chunk_owner, chunk_keys, settings.keys_per_chunk)
-
+    sequences: list[list[int]], forward: ForwardFn, centre: np.ndarray, settings: DetectionSettings,
+    explain_all: bool = False,
+) -> list[SequenceScore]:  # fmt: skip
+    """Scores key sequences (key indices, -1 = unseen) with any forward function. Missed positions
+    are listed for the sequences the rule flags (for all with explain_all)."""
+    rows = _plan_rows(sequences, settings)
+    totals = _Totals(len(sequences))
+    chunks_per_seq = np.bincount(rows.owner, minlength=len(sequences))
     # Rows of similar length share a batch, so padding stays small.
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i].tokens))
+    widths = np.array([len(rows.chunk_tokens[c]) for c in rows.chunk], dtype=np.int64)
+    order = np.argsort(widths, kind="stable")
     for start in range(0, len(order), settings.batch_rows):
-        batch = [rows[i] for i in order[start : start + settings.batch_rows]]
-        width = max(len(r.tokens) for r in batch)
-        tokens = np.full((len(batch), width), PAD, dtype=np.int64)
-        for i, row in enumerate(batch):
-            tokens[i, : len(row.tokens)] = row.tokens
+        batch = order[start : start + settings.batch_rows]
+        tokens, original = _batch_tokens(rows, batch, settings.mask_stride)
         logits, dist = forward(tokens)
-        _accumulate(
-            batch, tokens, logits, dist, centre, settings, chunk_owner, chunk_keys, chunk_offsets,
-            masked, misses, unseen, surprise_sum, surprise_max, distance_sum, missed_lists,
-            most_surprising, most_surprise,
-        )  # fmt: skip
+        _accumulate(rows, batch, tokens, original, logits, dist, centre, settings, totals)
 
+    flagged = np.ones(len(sequences), dtype=bool) if explain_all else _flagged(totals, settings)
+    missed = _explanations(totals, flagged, settings)
     scores = []
-    for i, keys in enumerate(sequences):
+    for i in range(len(sequences)):
+        masked = int(totals.masked[i])
+        most = None
+        if totals.most_surprise[i] > -np.inf:  # else nothing was masked
+            most = _missed_key(totals.most_position[i], totals.most_truth[i], totals.most_probability[i],
+                               totals.most_top[i])  # fmt: skip
         scores.append(
             SequenceScore(
-                length=sum(1 for k in keys if k >= UNSEEN_KEY),
-                masked=int(masked[i]),
-                misses=int(misses[i]),
-                unseen=int(unseen[i]),
-                max_surprise=float(surprise_max[i]),
-                mean_surprise=float(surprise_sum[i] / masked[i]) if masked[i] else 0.0,
-                distance=float(distance_sum[i] / max(chunks_per_seq[i], 1)),
-                missed=sorted(missed_lists[i], key=lambda m: m.position)[: settings.explain_limit],
-                most_surprising=most_surprising[i],
+                length=int(rows.lengths[i]),
+                masked=masked,
+                misses=int(totals.misses[i]),
+                unseen=int(totals.unseen[i]),
+                max_surprise=float(totals.surprise_max[i]),
+                mean_surprise=float(totals.surprise_sum[i] / masked) if masked else 0.0,
+                distance=float(totals.distance_sum[i] / max(chunks_per_seq[i], 1)),
+                missed=missed.get(i, []),
+                most_surprising=most,
             )
         )
     return scores
 
 
-def _chunk_offsets(chunk_owner: list[int], chunk_keys: list[list[int]], keys_per_chunk: int) -> list[int]:
-    offsets, previous_owner, offset = [], -1, 0
-    for owner in chunk_owner:
-        offset = 0 if owner != previous_owner else offset + keys_per_chunk
-        offsets.append(offset)
-        previous_owner = owner
-    return offsets
+def _missed_key(position, truth, probability, top) -> MissedKey:
+    return MissedKey(int(position), token_to_key(int(truth)), [token_to_key(int(t)) for t in top], float(probability))
 
 
-def _accumulate(
-    batch, tokens, logits, dist, centre, settings, chunk_owner, chunk_keys, chunk_offsets,
-    masked, misses, unseen, surprise_sum, surprise_max, distance_sum, missed_lists,
-    most_surprising, most_surprise,
-) -> None:  # fmt: skip
-    stride = settings.mask_stride
-    row_index, positions, owners, true_tokens, sequence_positions = [], [], [], [], []
-    for i, row in enumerate(batch):
-        owner = chunk_owner[row.chunk]
-        if row.pattern < 0:
-            distance_sum[owner] += float(np.linalg.norm(dist[i] - centre))
-            continue
-        for p in range(1 + row.pattern, len(row.tokens), stride):
-            if row.tokens[p] != MASK:
-                continue
-            row_index.append(i)
-            positions.append(p)
-            owners.append(owner)
-            true_tokens.append(key_to_token(chunk_keys[row.chunk][p - 1]))
-            sequence_positions.append(chunk_offsets[row.chunk] + p - 1)
-    if not row_index:
+def _flagged(totals: _Totals, settings: DetectionSettings) -> np.ndarray:
+    ratio = np.divide(totals.misses, totals.masked, out=np.zeros(totals.n), where=totals.masked > 0)
+    flagged = (totals.unseen > 0) | (ratio > settings.miss_ratio_threshold)
+    if settings.surprise_threshold is not None:
+        flagged |= totals.surprise_max > settings.surprise_threshold
+    return flagged
+
+
+def _explanations(totals: _Totals, flagged: np.ndarray, settings: DetectionSettings) -> dict[int, list[MissedKey]]:
+    """The first explain_limit missed positions of each flagged sequence."""
+    if not totals.miss_parts or not flagged.any():
+        return {}
+    owner, position, truth, probability, top = (np.concatenate(part) for part in zip(*totals.miss_parts))
+    keep = flagged[owner]
+    owner, position, truth, probability, top = owner[keep], position[keep], truth[keep], probability[keep], top[keep]
+    order = np.lexsort((position, owner))
+    out: dict[int, list[MissedKey]] = {}
+    for m in order:
+        listed = out.setdefault(int(owner[m]), [])
+        if len(listed) < settings.explain_limit:
+            listed.append(_missed_key(position[m], truth[m], probability[m], top[m]))
+    return out
+
+
+def _accumulate(rows: _Rows, batch: np.ndarray, tokens: np.ndarray, original: np.ndarray, logits: np.ndarray,
+                dist: np.ndarray, centre: np.ndarray, settings: DetectionSettings, totals: _Totals) -> None:  # fmt: skip
+    chunk = rows.chunk[batch]
+    unmasked = rows.pattern[batch] < 0
+    np.add.at(totals.distance_sum, rows.owner[chunk[unmasked]], np.linalg.norm(dist[unmasked] - centre, axis=1))
+    row_index, positions = np.nonzero(tokens == MASK)
+    if not len(row_index):
         return
-    rows_arr = np.array(row_index)
-    owners_arr = np.array(owners)
-    truth = np.array(true_tokens)
-    selected = logits[rows_arr, np.array(positions)].astype(np.float64)  # (M, vocab)
+    owners = rows.owner[chunk[row_index]]
+    truth = original[row_index, positions]
+    sequence_positions = rows.offset[chunk[row_index]] + positions - 1
+    selected = logits[row_index, positions].astype(np.float64)  # (M, vocab)
     selected[:, UNPREDICTABLE] = -np.inf  # only END and real log keys can be predicted
     log_norm = np.logaddexp.reduce(selected, axis=1)
     is_unseen = truth == UNK
@@ -196,32 +239,31 @@ def _accumulate(
     surprise = np.where(is_unseen, np.inf, log_norm - true_logit)
     rank = (selected > true_logit[:, None]).sum(axis=1)
     is_miss = is_unseen | (rank >= settings.top_g)
+    probability = np.where(is_unseen, 0.0, np.exp(-surprise))
 
-    np.add.at(masked, owners_arr, 1)
-    np.add.at(misses, owners_arr, is_miss.astype(np.int64))
-    np.add.at(unseen, owners_arr, is_unseen.astype(np.int64))
-    np.add.at(surprise_sum, owners_arr, np.where(is_unseen, 0.0, surprise))
-    np.maximum.at(surprise_max, owners_arr, surprise)
+    np.add.at(totals.masked, owners, 1)
+    np.add.at(totals.misses, owners, is_miss.astype(np.int64))
+    np.add.at(totals.unseen, owners, is_unseen.astype(np.int64))
+    np.add.at(totals.surprise_sum, owners, np.where(is_unseen, 0.0, surprise))
+    np.maximum.at(totals.surprise_max, owners, surprise)
 
-    def explained(m: int) -> MissedKey:
-        top = np.argsort(-selected[m], kind="stable")[: settings.top_g]
-        return MissedKey(
-            position=sequence_positions[m],
-            actual=token_to_key(int(truth[m])),
-            expected=[token_to_key(int(t)) for t in top],
-            probability=0.0 if is_unseen[m] else float(np.exp(-surprise[m])),
-        )
+    def top_g(m: np.ndarray) -> np.ndarray:
+        return np.argsort(-selected[m], axis=1, kind="stable")[:, : settings.top_g]
 
-    for m in np.flatnonzero(is_miss):
-        owner = owners_arr[m]
-        if len(missed_lists[owner]) < settings.explain_limit:
-            missed_lists[owner].append(explained(m))
+    miss = np.flatnonzero(is_miss)
+    if len(miss):
+        totals.miss_parts.append((owners[miss], sequence_positions[miss], truth[miss], probability[miss], top_g(miss)))
     # per sequence, the position this batch found least likely (stable: the first on ties)
-    order = np.lexsort((np.arange(len(surprise)), -surprise, owners_arr))
-    owners_sorted = owners_arr[order]
+    order = np.lexsort((np.arange(len(surprise)), -surprise, owners))
+    owners_sorted = owners[order]
     firsts = order[np.r_[True, owners_sorted[1:] != owners_sorted[:-1]]]
-    for m in firsts:
-        owner = owners_arr[m]
-        if surprise[m] > most_surprise[owner]:
-            most_surprise[owner] = surprise[m]
-            most_surprising[owner] = explained(m)
+    better = firsts[surprise[firsts] > totals.most_surprise[owners[firsts]]]
+    if len(better):
+        who = owners[better]
+        if totals.most_top is None:
+            totals.most_top = np.zeros((totals.n, min(settings.top_g, selected.shape[1])), dtype=np.int64)
+        totals.most_surprise[who] = surprise[better]
+        totals.most_position[who] = sequence_positions[better]
+        totals.most_truth[who] = truth[better]
+        totals.most_probability[who] = probability[better]
+        totals.most_top[who] = top_g(better)

@@ -48,7 +48,12 @@ class Detector:
         return [self.vocabulary.match_content(c) for c in contents]
 
     def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
-        return score_sequences(sequences, self.forward, self.centre, self.settings)
+        """Scores each distinct sequence once: sessions of a busy service repeat the same few key
+        sequences, and scoring is deterministic, so a repeat shares its score."""
+        distinct: dict[tuple[int, ...], int] = {}
+        slots = [distinct.setdefault(tuple(keys), len(distinct)) for keys in sequences]
+        scores = score_sequences([list(keys) for keys in distinct], self.forward, self.centre, self.settings)
+        return [scores[slot] for slot in slots]
 
     def is_anomalous(self, score: SequenceScore) -> bool:
         return is_anomalous(score, self.settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 PAD, MASK, DIST, UNK, END, OPEN = 0, 1, 2, 3, 4, 5
 N_SPECIAL = 6
 UNPREDICTABLE = (PAD, MASK, DIST, UNK, OPEN)  # the model predicts END and log keys only
@@ -24,3 +26,12 @@ def token_to_key(token: int) -> int:
     if token == OPEN:
         return OPEN_KEY
     return token - N_SPECIAL if token >= N_SPECIAL else UNSEEN_KEY
+
+
+def keys_to_tokens(keys: np.ndarray) -> np.ndarray:
+    """key_to_token over an array of keys."""
+    tokens = keys + N_SPECIAL
+    tokens[keys < 0] = UNK
+    tokens[keys == END_KEY] = END
+    tokens[keys == OPEN_KEY] = OPEN
+    return tokens

@@ -105,3 +105,37 @@ def test_the_least_likely_key_is_kept_for_explanations():
     assert s.misses == 0  # everything is inside the top 3 ...
     assert s.most_surprising.position == 2 and s.most_surprising.actual == 1  # ... but key 1 was least likely
     assert s.most_surprising.expected[0] == 0
+
+
+def test_only_flagged_sequences_carry_explanations():
+    flagged, quiet = [0, 1, 0, 2, END_KEY], [0, 0, 0, 1, END_KEY]  # 3 and 2 misses of 5 at g=1
+    rule = settings(miss_ratio_threshold=0.5)
+    a, b = score_sequences([flagged, quiet], always_predicts(0), np.zeros(3), rule)
+    assert is_anomalous(a, rule) and not is_anomalous(b, rule)
+    assert [m.position for m in a.missed] == [1, 3, 4] and b.missed == [] and b.misses == 2
+    _, b_all = score_sequences([flagged, quiet], always_predicts(0), np.zeros(3), rule, explain_all=True)
+    assert [m.position for m in b_all.missed] == [3, 4]
+
+
+def test_explanations_keep_the_first_missed_positions():
+    keys = [1] * 30 + [END_KEY]  # every position a miss, scored in chunks of 7
+    s = score_sequences([keys], always_predicts(0), np.zeros(3), settings(explain_limit=5))[0]
+    assert s.misses == 31 and [m.position for m in s.missed] == [0, 1, 2, 3, 4]
+
+
+def test_the_detector_scores_each_distinct_sequence_once(trained_model):
+    from models.detector import Detector
+
+    detector = Detector.load(trained_model, "cpu")
+    rows_seen: list[int] = []
+    forward = detector.forward
+    detector.forward = lambda tokens: (rows_seen.append(len(tokens)), forward(tokens))[1]
+    a, b = [0, 1, 2, END_KEY], [0, 0, UNSEEN_KEY, OPEN_KEY]
+    together = detector.score([a, b, a, a])
+    rows_for_two = sum(rows_seen)
+    rows_seen.clear()
+    alone = detector.score([a]) + detector.score([b])
+    assert rows_for_two == sum(rows_seen)  # the repeats cost nothing
+    assert [(s.masked, s.misses, s.max_surprise) for s in together] == [
+        (s.masked, s.misses, s.max_surprise) for s in (alone[0], alone[1], alone[0], alone[0])
+    ]
