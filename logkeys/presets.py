@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,20 @@ def parse_timestamp(preset: ParserPreset, fields: dict[str, str]) -> float | Non
         return None
     try:
         text = " ".join(fields[f] for f in preset.timestamp_fields)
-        return datetime.strptime(text, preset.timestamp_format).replace(tzinfo=timezone.utc).timestamp()
-    except (KeyError, ValueError):
+    except KeyError:
+        return None
+    if preset.timestamp_format.endswith(".%f"):  # the whole seconds repeat from line to line: cached
+        seconds, _, fraction = text.rpartition(".")
+        if not (fraction.isdigit() and fraction.isascii() and len(fraction) <= 6):
+            return None
+        whole = _epoch_seconds(preset.timestamp_format[:-3], seconds)
+        return None if whole is None else whole + int(fraction) / 10 ** len(fraction)
+    return _epoch_seconds(preset.timestamp_format, text)
+
+
+@lru_cache(maxsize=1 << 16)
+def _epoch_seconds(timestamp_format: str, text: str) -> float | None:
+    try:
+        return datetime.strptime(text, timestamp_format).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
         return None

@@ -136,8 +136,8 @@ class TemplateSet:
         return cls.from_json(json.loads(path.read_text()))
 
 
-def mine_templates(lines: Iterable[str], preset: ParserPreset) -> TemplateSet:
-    """Runs drain3 over the lines' content and freezes the clusters it found."""
+def drain_miner(preset: ParserPreset):
+    """A drain3 TemplateMiner set up as the preset says (in memory, no persistence)."""
     from drain3 import TemplateMiner
     from drain3.template_miner_config import TemplateMinerConfig
 
@@ -150,7 +150,12 @@ def mine_templates(lines: Iterable[str], preset: ParserPreset) -> TemplateSet:
     config.drain_extra_delimiters = list(preset.extra_delimiters)
     config.profiling_enabled = False
     config.snapshot_interval_minutes = 0
-    miner = TemplateMiner(persistence_handler=None, config=config)
+    return TemplateMiner(persistence_handler=None, config=config)
+
+
+def mine_templates(lines: Iterable[str], preset: ParserPreset) -> TemplateSet:
+    """Runs drain3 over the lines' content and freezes the clusters it found."""
+    miner = drain_miner(preset)
     splitter = LineSplitter(preset)
     for line in lines:
         content, _ = splitter.split(line)

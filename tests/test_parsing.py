@@ -33,6 +33,23 @@ def test_bgl_header_split_keeps_level_and_label():
     assert parse_timestamp(preset, fields) is not None
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["2005-06-03-15.42.50.363779", "2005-06-03-15.42.50.5", "2005-06-03-15.42.50.000001", "2005-06-03-15.42.50",
+     "2005-13-03-15.42.50.1", "2005-06-03-15.42.50.1234567", "2005-06-03-15.42.50.-1", "2005-06-03-15.42.50.",
+     "2005-06-03-15.42.50.١", "x.1"],
+)  # fmt: skip
+def test_cached_timestamps_equal_strptime(text):
+    from datetime import datetime, timezone
+
+    try:
+        expected = datetime.strptime(text, "%Y-%m-%d-%H.%M.%S.%f").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        expected = None
+    for _ in range(2):  # the second call is answered from the cache
+        assert parse_timestamp(get_preset("bgl"), {"ts": text}) == expected
+
+
 def test_masking_collapses_variable_parts_into_one_template():
     lines = [
         HDFS_LINE,

@@ -1,0 +1,106 @@
+"""Parse-stage throughput on real HDFS and BGL lines against plain drain3 `match`, line by line.
+
+    scripts/venv.sh python bench/parse.py [--passes 3] [--batch 2000]
+
+Templates are mined once with drain3 from the same lines (as training does). Then, per data set:
+  drain3     the reference: header split, then TemplateMiner.match(content, "always") per line
+  matcher    the header split and our frozen-template matcher (TemplateSet.match_content), per line
+  stage      the whole parse stage a worker runs (ParseStage.process on batches of Kafka messages:
+             decoding, header split, masking, matching, timestamps, session ids, key events)
+Each pass starts with fresh caches, so a line is never cheaper for having been seen in an earlier
+pass; the keys both matchers give are compared line by line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from logkeys.presets import get_preset  # noqa: E402
+from logkeys.templates import UNSEEN, LineSplitter, TemplateSet, drain_miner, mine_templates  # noqa: E402
+from streaming.stages import ParseStage, RawMessage  # noqa: E402
+
+DATA = {  # name: (file under the datasets directory, preset, session regex or None for windows)
+    "HDFS": ("hdfs/HDFS_20000.log", "hdfs", r"blk_-?\d+"),
+    "BGL": ("loghub-2k/BGL/BGL_2k.log", "bgl", None),
+}
+
+
+def timed(run, passes: int) -> float:
+    """Best seconds per pass; `run` builds its own fresh state each time."""
+    best = float("inf")
+    for _ in range(passes):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench(name: str, lines: list[str], preset_name: str, session_regex: str | None, passes: int, batch: int) -> None:
+    preset = get_preset(preset_name)
+    splitter = LineSplitter(preset)
+    frozen = mine_templates(lines, preset)
+    contents = [splitter.split(line)[0] for line in lines]
+
+    def drain3_run() -> list[int]:
+        miner = drain_miner(preset)
+        for content in contents:  # the same templates, mined the same way
+            miner.add_log_message(content)
+        ids = {c.cluster_id: i for i, c in enumerate(sorted(miner.drain.clusters, key=lambda c: c.cluster_id))}
+        started = time.perf_counter()
+        keys = []
+        for line in lines:
+            cluster = miner.match(splitter.split(line)[0], full_search_strategy="always")
+            keys.append(ids[cluster.cluster_id] if cluster is not None else UNSEEN)
+        drain3_run.seconds = time.perf_counter() - started  # mining is not timed
+        return keys
+
+    def matcher_run() -> list[int]:
+        templates = TemplateSet(frozen.templates, preset)  # a fresh cache
+        return [templates.match_content(splitter.split(line)[0]) for line in lines]
+
+    messages = [RawMessage(line.encode(), "logs-raw", 0, offset, 0.0) for offset, line in enumerate(lines)]
+
+    def stage_run() -> None:
+        stage = ParseStage(TemplateSet(frozen.templates, preset), session_regex, "text", window_by_source=False)
+        for start in range(0, len(messages), batch):
+            stage.process(messages[start : start + batch])
+
+    drain3_best = float("inf")
+    for _ in range(passes):
+        reference_keys = drain3_run()
+        drain3_best = min(drain3_best, drain3_run.seconds)
+    matcher_keys = matcher_run()
+    disagree = sum(a != b for a, b in zip(reference_keys, matcher_keys))
+    matcher_best, stage_best = timed(matcher_run, passes), timed(stage_run, passes)
+    n = len(lines)
+    print(f"{name:<5} {n:>7} {len(frozen):>9} {n / drain3_best:>12.0f} {n / matcher_best:>12.0f} "
+          f"{n / stage_best:>12.0f} {drain3_best / stage_best:>13.2f} {drain3_best / matcher_best:>15.2f}   "
+          f"{disagree} of {n}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--passes", type=int, default=3, help="timed passes per scorer; the best counts")
+    parser.add_argument("--batch", type=int, default=2000, help="messages per parse-stage batch (LOGBERT_PARSE_BATCH)")
+    args = parser.parse_args()
+    datasets = Path(os.environ.get("LOGBERT_DATASETS", ROOT.parent / "shared" / "datasets"))
+    print(f"{'data':<5} {'lines':>7} {'templates':>9} {'drain3 l/s':>12} {'matcher l/s':>12} {'stage l/s':>12} "
+          f"{'stage/drain3':>13} {'matcher/drain3':>15}   keys differing")  # fmt: skip
+    for name, (relative, preset, session_regex) in DATA.items():
+        path = datasets / relative
+        if not path.exists():
+            print(f"{name}: {path} is absent (set LOGBERT_DATASETS); skipped")
+            continue
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        bench(name, lines, preset, session_regex, args.passes, args.batch)
+    print(f"{os.cpu_count()} CPUs; one process, one thread (the parse stage is pure Python)")
+
+
+if __name__ == "__main__":
+    main()
