@@ -75,7 +75,9 @@ def pipeline():
 
 @app.agent(raw_topic)
 async def parse(stream):
-    await parse_stage.run(stream, pipeline, keys_topic, dlq_topic, quiet)
+    await parse_stage.run(
+        stream, pipeline, keys_topic, dlq_topic, quiet, lambda offsets: observer.reading(app, offsets)
+    )
 
 
 @app.agent(keys_topic)

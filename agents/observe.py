@@ -71,6 +71,24 @@ class WorkerObserver:
         """The raw input partitions this worker reads, as "topic/partition" (the sessions' origins)."""
         return [f"{tp.topic}/{tp.partition}" for tp in self._raw_tps(app)]
 
+    def reading(self, app, last_offsets: dict[str, int]) -> tuple[list[str], set[str]]:
+        """This worker's raw partitions, and those with records still unread once the offsets in
+        `last_offsets` ({"topic/partition": offset}) are processed, as the consumer last heard
+        from the broker. A partition not fetched from yet counts as unread."""
+        consumer = app.consumer
+        mine, waiting = [], set()
+        for tp in self._raw_tps(app):
+            origin = f"{tp.topic}/{tp.partition}"
+            mine.append(origin)
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # revoked while we looked
+                highwater = None
+            position = max(processed_up_to(consumer, tp), last_offsets.get(origin, -1) + 1)
+            if highwater is None or highwater > position:
+                waiting.add(origin)
+        return mine, waiting
+
     async def input_caught_up(self, app) -> bool:
         """Has this worker read everything the broker holds on its raw partitions? False when the
         broker does not answer: input that stopped because Kafka is down is not a quiet source."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import time
 
 from agents.pipeline import Pipeline
@@ -27,7 +28,9 @@ class QuietClock:
         self.confirmed_since = None
 
 
-async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock) -> None:
+async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock, reading) -> None:
+    """`reading(last_offsets)`: this worker's raw partitions, and those with records still unread
+    after the batch's last offsets ({"topic/partition": offset})."""
     pipeline: Pipeline = pipeline_factory()
     settings = pipeline.settings
     await dlq_topic.maybe_declare()
@@ -39,7 +42,9 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
                        e.message.timestamp if e.message.timestamp and e.message.timestamp > 0 else time.time())
             for e in events
         ]  # fmt: skip
-        result = pipeline.parse.process(messages)
+        last_offsets = {f"{m.topic}/{m.partition}": m.offset for m in messages}
+        mine, waiting = reading(last_offsets)
+        result = pipeline.parse.process(messages, waiting)
         count(result, len(messages))
         for message, rejected in result.rejected:
             await dlq_topic.send(
@@ -51,13 +56,16 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
                     "value_base64": base64.b64encode(rejected.value).decode(),
                 }
             )
-        by_partition: dict[int, dict[str, list]] = {}
+        # Every keys partition hears how far this worker's event time has come, sessions or not.
+        by_partition: dict[int, dict[str, list]] = {p: {} for p in range(settings.internal_partitions)}
         for session, session_events in result.events.items():
-            by_partition.setdefault(pipeline.partition_for(session), {})[session] = session_events
+            by_partition[pipeline.partition_for(session)][session] = session_events
+        watermark = result.watermark if math.isfinite(result.watermark) else None
         for partition, sessions in by_partition.items():
             await keys_topic.send(
                 key=str(partition), partition=partition,
-                value={"sessions": sessions, "vocab": pipeline.translator.current},
+                value={"sessions": sessions, "vocab": pipeline.translator.current, "origins": sorted(mine),
+                       "watermark": watermark},
             )  # fmt: skip
         clock.touch()  # quiet time counts from the end of the last batch: sending it may take a while
 

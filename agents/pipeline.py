@@ -54,7 +54,7 @@ def build_stages(detector: Detector, settings: StreamSettings) -> Pipeline:
         window: WindowStage = TimeWindowStage(size, step, translator)
         shape = f"{size:.0f} s windows every {step:.0f} s" + (" per source" if by_source else "")
     else:
-        idle = float(grouping.get("session_idle_timeout", 60.0))
+        idle = settings.session_idle_timeout or float(grouping.get("session_idle_timeout", 60.0))
         parse = ParseStage(detector.vocabulary, grouping.get("session_regex", r"blk_-?\d+"), settings.value_format)
         window = WindowStage(idle, settings.max_session_keys, translator)
         shape = f"sessions close after {idle:.0f} s idle"

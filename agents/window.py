@@ -22,8 +22,9 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
             closed = pipeline.window.flush(open_sessions, partition, watermark, quiet)
         else:
             closed, replayed = pipeline.window.on_message(
-                open_sessions, partition, value["sessions"], value.get("vocab")
-            )
+                open_sessions, partition, value["sessions"], value.get("vocab"), value.get("origins"),
+                value.get("watermark"),
+            )  # fmt: skip
             metrics.REPLAYED_EVENTS.inc(replayed)
             watermark = pipeline.window.watermark.get(partition, -math.inf)
             if watermark - last_expiry.get(partition, -math.inf) >= 1.0:  # at most once per event-time second

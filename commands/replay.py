@@ -107,7 +107,8 @@ def run_replay(settings: StreamSettings, request: ReplayRequest) -> dict:
                     )
                     if message.offset() + 1 >= pending[message.partition()]:
                         del pending[message.partition()]
-                closed.extend(_apply(parse, window, state, batch, counts))
+                waiting = {f"{request.topic}/{p}" for p in pending}  # partitions with lines still to read
+                closed.extend(_apply(parse, window, state, batch, counts, waiting))
                 bar.update(len(batch))
     finally:
         consumer.close()
@@ -137,10 +138,12 @@ def run_replay(settings: StreamSettings, request: ReplayRequest) -> dict:
     return report
 
 
-def _apply(parse: ParseStage, window: WindowStage, state: dict, batch: list[RawMessage], counts: dict) -> list:
+def _apply(
+    parse: ParseStage, window: WindowStage, state: dict, batch: list[RawMessage], counts: dict, waiting: set[str]
+) -> list:
     if not batch:
         return []
-    result = parse.process(batch)
+    result = parse.process(batch, waiting)
     counts["messages"] += len(batch)
     counts["lines"] += result.lines
     counts["rejected"] += len(result.rejected)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ class ParseResult:
     undated: int = 0  # lines whose timestamp did not parse, placed at the current event time
 
 
+READER_SILENCE = 5.0  # s: a worker that sent nothing for this long no longer holds event time back
 GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
 MAX_FUTURE_SKEW = 3600.0  # seconds a line's timestamp may lead the wall clock before it is distrusted
 
@@ -59,6 +61,7 @@ class ParseStage:
         self.window_by_source = window_by_source
         self.value_format = value_format
         self.watermark = -math.inf
+        self.origin_time: dict[str, float] = {}  # raw partition -> the latest event time read from it
         self.expects_timestamps = templates.preset.timestamp_format is not None
 
     def group_keys(self, text: str, fields: dict[str, str], source: str | None) -> list[str]:
@@ -68,16 +71,36 @@ class ParseStage:
             return [source or fields.get("source") or GLOBAL_SOURCE]
         return [GLOBAL_SOURCE]
 
-    def process(self, messages: list[RawMessage]) -> ParseResult:
+    def advance(self, origin: str, ts: float, unread: set[str] | None) -> None:
+        """Event time moves with the slowest raw partition that still has lines unread: reading a
+        backlog, one partition's lines may be far ahead of another's, and must not end the other's
+        sessions. Once every partition is caught up, it moves with the newest line."""
+        if unread is None:  # one ordered input
+            self.watermark = max(self.watermark, ts)
+            return
+        self.origin_time[origin] = max(self.origin_time.get(origin, -math.inf), ts)
+        if origin in unread or not unread:
+            self._settle(unread)
+
+    def _settle(self, unread: set[str]) -> None:
+        behind = [self.origin_time.get(o, -math.inf) for o in unread]
+        newest = min(behind) if behind else max(self.origin_time.values(), default=-math.inf)
+        self.watermark = max(self.watermark, newest)
+
+    def process(self, messages: list[RawMessage], waiting: set[str] | None = None) -> ParseResult:
+        """`waiting`: the raw partitions ("topic/partition") with records still unread after this
+        batch; None when the messages are the whole input in order."""
         events: dict[str, list[list]] = {}
         rejected: list[tuple[RawMessage, Rejected]] = []
         lines = unseen = without_session = truncated = distrusted_timestamps = undated = 0
-        for message in messages:
+        last_message_of = {f"{m.topic}/{m.partition}": i for i, m in enumerate(messages)}
+        # Partitions with lines still to come: after this batch, or later in it.
+        unread = None if waiting is None else set(waiting) | set(last_message_of)
+        for index, message in enumerate(messages):
+            origin = f"{message.topic}/{message.partition}"
             decoded, problem = decode_value(message.value, self.value_format)
             if problem is not None:
                 rejected.append((message, problem))
-                continue
-            origin = f"{message.topic}/{message.partition}"
             for raw in decoded:
                 parsed = self.templates.parse(raw.text)
                 ts = raw.timestamp if raw.timestamp is not None else parsed.timestamp
@@ -93,7 +116,7 @@ class ParseStage:
                     # joins its session at the current event time instead, and is counted.
                     ts = self.watermark if math.isfinite(self.watermark) else message.arrival
                     distrusted_timestamps += 1
-                self.watermark = max(self.watermark, ts)
+                self.advance(origin, ts, unread)
                 lines += 1
                 truncated += raw.truncated
                 unseen += parsed.key < 0
@@ -105,6 +128,9 @@ class ParseStage:
                     events.setdefault(session, []).append(
                         [parsed.key, ts, self.watermark, origin, message.offset, raw_text]
                     )
+            if unread is not None and last_message_of[origin] == index and origin not in waiting:
+                unread.discard(origin)  # its last line in this batch, and none after it
+                self._settle(unread)
         return ParseResult(
             events, rejected, lines, unseen, without_session, self.watermark, truncated, distrusted_timestamps, undated
         )
@@ -123,6 +149,20 @@ class WindowStage:
         self.idle_timeout = idle_timeout
         self.watermark: dict[int, float] = {}
         self.translator = translator
+        # keys partition -> raw partition -> (event time its reader reported, when): several workers
+        # parse, each at its own pace, and event time here must wait for the slowest of them.
+        self.reported: dict[int, dict[str, tuple[float, float]]] = {}
+        self.clock = time.monotonic
+
+    def others_watermark(self, partition: int, origins: list[str], watermark: float | None) -> float:
+        """Records the event time the reader of `origins` reports; returns the lowest one that readers of
+        other raw partitions reported within READER_SILENCE s (inf when there are none)."""
+        now = self.clock()
+        reported = self.reported.setdefault(partition, {})
+        for origin in origins:
+            reported[origin] = (watermark if watermark is not None else -math.inf, now)
+        others = [w for o, (w, when) in reported.items() if o not in origins and now - when < READER_SILENCE]
+        return min(others, default=math.inf)
 
     @property
     def vocabulary(self) -> str | None:
@@ -149,11 +189,13 @@ class WindowStage:
 
     def on_message(
         self, state: MutableMapping[str, dict], partition: int, sessions: dict[str, list[list]],
-        vocabulary: str | None = None,
+        vocabulary: str | None = None, origins: list[str] | None = None, reader_watermark: float | None = None,
     ) -> tuple[list[ClosedSequence], int]:  # fmt: skip
         """Applies one keys-topic message (its keys from `vocabulary`); returns the closed sequences and
         how many events were replays. Each session's value is written back once per message: every
-        write is a changelog record."""
+        write is a changelog record. `origins`, `reader_watermark`: the raw partitions the sending
+        worker reads, and the event time it has reached."""
+        others = self.others_watermark(partition, origins, reader_watermark) if origins else math.inf
         applied = dict((state.get(self.applied_key(partition)) or {}).get("raw", {}))
         newest = dict(applied)
         closed: list[ClosedSequence] = []
@@ -168,6 +210,8 @@ class WindowStage:
             if self.translator is not None and vocabulary not in (None, self.translator.current):
                 keys = self.translator.translate([e[0] for e in fresh], vocabulary)
                 fresh = [[key, *event[1:]] for key, event in zip(keys, fresh)]
+            if others < math.inf:  # no further than the slowest other reader
+                fresh = [[*event[:2], min(event[2], others), *event[3:]] for event in fresh]
             local: dict[str, dict] = {}
             if state.get(session) is not None:
                 local[session] = self.upgrade(state[session])

@@ -341,3 +341,60 @@ def test_a_new_owner_of_a_partition_resumes_from_the_recorded_watermark():
                                                 "blk_b": [[0, 100.0, 100.0, "raw/0", 2]]})  # fmt: skip
     closed = WindowStage(60, 100).flush(state, 0, float("-inf"), quiet={"raw/0"})  # a fresh worker, parsed nothing
     assert sorted((c.session, c.closed) for c in closed) == [("blk_a", True), ("blk_b", False)]
+
+
+def _interleaved_backlog(sessions: int) -> list[tuple[int, str]]:
+    """(raw partition, line): each session's lines alternate between two partitions; a session
+    lasts 20 s, and one starts every 30 s, so many more than the 60 s idle timeout pass in all."""
+    lines = []
+    for n in range(sessions):
+        for k in range(4):
+            t = n * 30 + k * 5
+            lines.append((k % 2, _hdfs_line(f"081109 {20 + t // 3600:02d}{t // 60 % 60:02d}{t % 60:02d}", f"blk_{n}")))
+    return lines
+
+
+def test_a_backlog_read_one_partition_ahead_of_the_other_splits_no_session():
+    """A consumer may hand over one partition's backlog long before the other's: event time must
+    wait for the partition that still has records unread."""
+    from streaming.stages import RawMessage
+
+    parse, window = _hdfs_stages()
+    state: dict = {}
+    lines = _interleaved_backlog(100)
+    by_partition = {p: [RawMessage(line.encode(), "raw", p, n, 1.7e9) for n, (q, line) in enumerate(lines) if q == p]
+                    for p in (0, 1)}  # fmt: skip
+    closed, _ = window.on_message(state, 0, parse.process(by_partition[0], waiting={"raw/1"}).events)
+    assert closed == [] and parse.watermark == float("-inf")  # partition 1 unread: event time waits
+    closed += window.on_message(state, 0, parse.process(by_partition[1], waiting=set()).events)[0]
+    closed += window.flush(state, 0, watermark=float("inf"))
+    assert sorted(len(c.keys) for c in closed) == [4] * 100  # every session whole
+
+    parse, window = _hdfs_stages()  # the same input read as one ordered stream splits sessions
+    state = {}
+    split = window.on_message(state, 0, parse.process(by_partition[0]).events)[0]
+    split += window.on_message(state, 0, parse.process(by_partition[1]).events)[0]
+    split += window.flush(state, 0, watermark=float("inf"))
+    assert len(split) > 100
+
+
+def test_event_time_waits_for_the_slowest_worker_until_it_falls_silent():
+    from streaming.stages import READER_SILENCE
+
+    _, window = _hdfs_stages()
+    now = [1000.0]
+    window.clock = lambda: now[0]
+    state: dict = {}
+    event = lambda t, offset: [0, t, t, "raw/1", offset, None]  # noqa: E731 (key, ts, watermark, origin, offset, raw)
+    window.on_message(state, 0, {"blk_slow": [event(100.0, 0)]}, origins=["raw/1"], reader_watermark=100.0)
+    ahead = [[0, 5000.0, 5000.0, "raw/0", 0, None]]
+    closed, _ = window.on_message(state, 0, {"blk_fast": ahead}, origins=["raw/0"], reader_watermark=5000.0)
+    closed += window.expire(state, 0)
+    assert closed == [] and window.watermark[0] == 100.0  # the worker reading raw/1 is behind
+    window.on_message(state, 0, {"blk_slow": [event(130.0, 1)]}, origins=["raw/1"], reader_watermark=130.0)
+    assert state["blk_slow"]["keys"] == [0, 0]  # one session, not split
+    now[0] += READER_SILENCE + 1  # the slow worker sends nothing more: it no longer holds time back
+    closed, _ = window.on_message(state, 0, {"blk_fast": [[0, 5001.0, 5001.0, "raw/0", 1, None]]},
+                                  origins=["raw/0"], reader_watermark=5001.0)  # fmt: skip
+    closed += window.expire(state, 0)
+    assert [c.session for c in closed] == ["blk_slow"]

@@ -1,0 +1,347 @@
+"""End-to-end throughput and latency through a real Kafka broker on loopback.
+
+    scripts/venv.sh python bench/pipeline.py [--lines 1000000] [--shipper-lines 500] [--out bench-output]
+
+Generated HDFS-like lines are produced to a raw topic first, once as one line per message and once
+as shipper-style messages of many lines each. Then, on each topic, in one run:
+  (a) kafka     a plain confluent-kafka consumer reads every message: the Kafka ceiling
+  (b) faust     a bare Faust agent counts the messages (bench/faust_count.py): the ceiling of any
+                Faust agent that sees each message as an event
+  (c) pipeline  `faust_app.py worker`, from its first parsed line to its last scored sequence
+                (one worker, then two in one consumer group)
+A few closing lines, stamped well after the rest, end every generated session by event time, so
+the last sequence is scored without waiting for the quiet-input flush.
+
+Latency: one worker, LOGBERT_SESSION_IDLE_TIMEOUT=5, input at half of (c)'s one-line rate with
+each line stamped when it is sent; per session, the time from its last line being produced to
+its score being published on the scores topic, minus the idle timeout that closes it.
+
+Without KAFKA_BOOTSTRAP_SERVERS it starts the pinned Apache Kafka on free loopback ports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from commands.live import create_topic, free_port, local_kafka, running_worker, scrape, stop_process, unique  # noqa: E402
+
+SESSION = re.compile(r"blk_-?\d+")
+POLL = 0.25  # seconds between metric scrapes
+LATENCY_IDLE = 5.0  # seconds: the session idle timeout of the latency run
+
+
+def prepare(out: Path, lines_needed: int) -> tuple[list[str], Path]:
+    """The generated lines and a model trained on other generated (normal) lines."""
+    from commands.train import TrainRequest, run_train
+    from loggen.hdfs import generate_hdfs
+    from sequences.readers import ReadOptions
+
+    lines, _ = generate_hdfs(sessions=lines_needed // 12 + 500, anomaly_rate=0.03, seed=99)
+    if len(lines) < lines_needed:
+        raise SystemExit(f"the generator gave {len(lines)} lines, fewer than {lines_needed}")
+    model = out / "model"
+    if not (model / "config.json").exists():
+        print("training the benchmark model ...", flush=True)
+        train_log = out / "train.log"
+        train_lines, _ = generate_hdfs(sessions=2000, anomaly_rate=0.0, seed=7)
+        train_log.write_text("\n".join(train_lines) + "\n")
+        run_train(TrainRequest(train_log, ReadOptions("hdfs"), model, preset="small", progress=False))
+    return lines[:lines_needed], model
+
+
+def closing_lines(last_line: str, partitions: int, internal_partitions: int) -> list[str]:
+    """Lines stamped an hour after `last_line`, one per keys-topic partition, so every session
+    open before them ends by event time. Their own sessions stay open."""
+    stamp = datetime.strptime(" ".join(last_line.split()[:2]), "%y%m%d %H%M%S") + timedelta(hours=1)
+    out, candidate = [], 10**18
+    for _ in range(partitions):
+        wanted = set(range(internal_partitions))
+        while wanted:
+            candidate += 1
+            block = f"blk_{candidate}"
+            if zlib.crc32(block.encode()) % internal_partitions in wanted:
+                wanted.discard(zlib.crc32(block.encode()) % internal_partitions)
+                out.append(f"{stamp:%y%m%d %H%M%S} 999 INFO dfs.DataNode$PacketResponder: "
+                           f"PacketResponder 1 for block {block} terminating")  # fmt: skip
+    return out
+
+
+def produce(bootstrap: str, topic: str, lines: list[str], per_message: int, partitions: int) -> tuple[int, float]:
+    """Messages of `per_message` lines, round robin over the partitions; then one closing message
+    per partition. Returns the messages sent and the seconds it took."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
+                         "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+    closers = closing_lines(lines[-1], partitions, 4)
+    per_partition = len(closers) // partitions
+    started, sent = time.monotonic(), 0
+
+    def send(value: bytes, partition: int) -> None:
+        while True:
+            try:
+                producer.produce(topic, value=value, partition=partition)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    for n, start in enumerate(range(0, len(lines), per_message)):
+        send("\n".join(lines[start : start + per_message]).encode(), n % partitions)
+        sent += 1
+        if sent % 10000 == 0:
+            producer.poll(0)
+    for partition in range(partitions):
+        chunk = closers[partition * per_partition : (partition + 1) * per_partition]
+        for line in chunk if per_message == 1 else ["\n".join(chunk)]:
+            send(line.encode(), partition)
+            sent += 1
+    if producer.flush(120):
+        raise SystemExit(f"could not deliver everything to {topic}")
+    return sent, time.monotonic() - started
+
+
+def plain_consumer(bootstrap: str, topic: str, messages: int) -> dict:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-plain"),
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    count = lines = 0
+    first = None
+    deadline = time.monotonic() + 300
+    while count < messages and time.monotonic() < deadline:
+        for message in consumer.consume(10000, timeout=1.0):
+            if message.error():
+                continue
+            if first is None:
+                first = time.monotonic()
+            count += 1
+            lines += message.value().count(b"\n") + 1
+    last = time.monotonic()
+    consumer.close()
+    return {"messages": count, "lines": lines, "seconds": last - first}
+
+
+def faust_counter(bootstrap: str, topic: str, messages: int, out: Path) -> dict:
+    result = out / f"{topic}-faust-count.json"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_APP_ID": unique("bench-count"),
+           "BENCH_TOPIC": topic, "BENCH_MESSAGES": str(messages), "BENCH_RESULT": str(result)}  # fmt: skip
+    with open(out / f"{topic}-faust-count.log", "w") as log:
+        process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "faust_count.py"), "worker", "-l", "warn"],
+                                   cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while not result.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the Faust counter failed; see {log.name}")
+                time.sleep(0.5)
+        finally:
+            stop_process(process, grace=10)
+    counted = json.loads(result.read_text())
+    return {"messages": counted["messages"], "lines": counted["lines"], "seconds": counted["last"] - counted["first"]}
+
+
+def worker_env(app_id: str, topic: str, model: Path, port: int, data: Path, **extra: str) -> dict[str, str]:
+    return {"LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(model),
+            "LOGBERT_PROVIDER": "cpu", "LOGBERT_WEB_PORT": str(port), "LOGBERT_DATA_DIR": str(data),
+            "LOGBERT_QUIET_FLUSH": "3600", **extra}  # fmt: skip
+
+
+def total(samples: dict, prefix: str) -> float:
+    return sum(v for k, v in samples.items() if k == prefix or k.startswith(prefix + "{"))
+
+
+def pipeline_run(bootstrap: str, topic: str, model: Path, lines: int, workers: int, out: Path) -> dict:
+    """Workers in one group on the topic; from the first parsed line to the last scored sequence."""
+    app_id = unique("bench-pipeline")
+    ports = [free_port() for _ in range(workers)]
+    with ExitStack() as stack:
+        for n, port in enumerate(ports):
+            env = worker_env(app_id, topic, model, port, out / "data" / f"{app_id}-{n}")
+            stack.enter_context(running_worker(bootstrap, env, port, out / f"{app_id}-{n}.log"))
+        first = last_change = None
+        scored = -1.0
+        rss = [0.0] * workers
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            time.sleep(POLL)
+            try:
+                samples = [scrape(port) for port in ports]
+            except Exception:
+                continue  # not serving yet
+            now = time.monotonic()
+            parsed = sum(total(s, "logbert_lines_parsed_total") for s in samples)
+            now_scored = sum(total(s, "logbert_sequences_scored_total") for s in samples)
+            rss = [max(r, s.get("process_resident_memory_bytes", 0) / 2**20) for r, s in zip(rss, samples)]
+            if first is None and parsed > 0:
+                first = now
+            if now_scored != scored:
+                scored, last_change = now_scored, now
+            lag = sum(total(s, "logbert_consumer_lag") for s in samples)  # refreshed every 5 s
+            if parsed >= lines and scored > 0 and lag == 0 and now - last_change > 6.0:
+                alerts = sum(total(s, "logbert_alerts_total") for s in samples)
+                return {"workers": workers, "lines": parsed, "seconds": last_change - first, "sequences": scored,
+                        "alerts": alerts, "rss_mib": [round(r) for r in rss]}  # fmt: skip
+    raise SystemExit(f"the pipeline did not finish; see {out}/{app_id}-*.log")
+
+
+def latency_run(bootstrap: str, model: Path, rate: float, seconds: float, partitions: int, out: Path) -> dict:
+    from confluent_kafka import Consumer, Producer
+
+    from loggen.hdfs import generate_hdfs
+
+    lines, _ = generate_hdfs(sessions=int(rate * seconds) // 12 + 500, anomaly_rate=0.03, seed=5)
+    topic, scores_topic, app_id = unique("bench-live"), unique("bench-scores"), unique("bench-latency")
+    create_topic(bootstrap, topic, partitions)
+    create_topic(bootstrap, scores_topic, 1)
+    port = free_port()
+    env = worker_env(app_id, topic, model, port, out / "data" / app_id, LOGBERT_PUBLISH_SCORES="1",
+                     LOGBERT_SCORES_TOPIC=scores_topic, LOGBERT_SESSION_IDLE_TIMEOUT=str(LATENCY_IDLE))  # fmt: skip
+    published: dict[str, float] = {}  # session -> when its last score was published
+    stop = threading.Event()
+
+    def read_scores() -> None:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-scores"),
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+        consumer.subscribe([scores_topic])
+        while not stop.is_set():
+            for message in consumer.consume(1000, timeout=0.2):
+                if not message.error():
+                    published[json.loads(message.value())["session"]] = message.timestamp()[1] / 1000
+        consumer.close()
+
+    with running_worker(bootstrap, env, port, out / f"{app_id}.log") as worker:
+        deadline = time.monotonic() + 120
+        while True:  # until the worker has its raw partitions
+            try:
+                assigned = [k for k in scrape(port) if k.startswith("logbert_consumer_lag") and topic in k]
+            except Exception:
+                assigned = []
+            if len(assigned) >= partitions:
+                break
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit(f"the latency worker did not start; see {out}/{app_id}.log")
+            time.sleep(0.5)
+        reader = threading.Thread(target=read_scores, daemon=True)
+        reader.start()
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        last_sent: dict[str, float] = {}
+        started = time.time()
+        for n, line in enumerate(lines[: int(rate * seconds)]):
+            ahead = started + n / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+            now = time.time()
+            producer.produce(topic, json.dumps({"line": line, "timestamp": now}).encode(), partition=n % partitions)
+            if n % 1000 == 0:
+                producer.poll(0)
+            for session in SESSION.findall(line):
+                last_sent[session] = now
+        producer.flush(30)
+        ended = time.time()
+        eligible = {s: t for s, t in last_sent.items() if t < ended - LATENCY_IDLE - 1.0}  # closed by later lines
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(s in published for s in eligible):
+            time.sleep(0.5)
+        stop.set()
+        reader.join(5)
+        samples = scrape(port)
+    latencies = sorted(published[s] - t - LATENCY_IDLE for s, t in eligible.items() if s in published)
+    if not latencies:
+        raise SystemExit(f"no session was scored; see {out}/{app_id}.log")
+    return {"rate": rate, "seconds": seconds, "sessions": len(eligible), "scored": len(latencies),
+            "p50": statistics.median(latencies), "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "max": latencies[-1], "rss_mib": round(samples.get("process_resident_memory_bytes", 0) / 2**20)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--shipper-lines", type=int, default=500, help="lines per shipper-style message")
+    parser.add_argument("--partitions", type=int, default=2, help="partitions of the raw topics")
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--skip", default="", help="comma-separated: kafka, faust, two-workers, shipper, latency")
+    parser.add_argument("--out", type=Path, default=Path("bench-output"))
+    args = parser.parse_args()
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    skip = set(filter(None, args.skip.split(",")))
+    lines, model = prepare(args.out, args.lines)
+    results: dict = {"lines": len(lines), "cpus": os.cpu_count()}
+    with ExitStack() as stack:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
+            local_kafka(args.out / "kafka")).bootstrap  # fmt: skip
+        for variant, per_message in (("one line per message", 1), (f"{args.shipper_lines} lines per message",
+                                                                    args.shipper_lines)):  # fmt: skip
+            if per_message > 1 and "shipper" in skip:
+                continue
+            topic = unique("bench-raw")
+            create_topic(bootstrap, topic, args.partitions)
+            messages, produce_seconds = produce(bootstrap, topic, lines, per_message, args.partitions)
+            print(f"\n{variant}: produced {messages} messages to {topic} in {produce_seconds:.1f} s", flush=True)
+            row: dict = {"messages": messages}
+            if "kafka" not in skip:
+                row["a_kafka"] = plain_consumer(bootstrap, topic, messages)
+                print(
+                    f"  (a) kafka    {row['a_kafka']['lines'] / row['a_kafka']['seconds']:>10.0f} lines/s", flush=True
+                )
+            if "faust" not in skip:
+                row["b_faust"] = faust_counter(bootstrap, topic, messages, args.out)
+                print(
+                    f"  (b) faust    {row['b_faust']['lines'] / row['b_faust']['seconds']:>10.0f} lines/s", flush=True
+                )
+            row["c_pipeline"] = pipeline_run(bootstrap, topic, model, len(lines), 1, args.out)
+            print(f"  (c) pipeline {row['c_pipeline']['lines'] / row['c_pipeline']['seconds']:>10.0f} lines/s "
+                  f"({row['c_pipeline']})", flush=True)  # fmt: skip
+            if "two-workers" not in skip:
+                row["c_two_workers"] = pipeline_run(bootstrap, topic, model, len(lines), 2, args.out)
+                print(f"  (c) 2 workers {row['c_two_workers']['lines'] / row['c_two_workers']['seconds']:>9.0f} "
+                      f"lines/s ({row['c_two_workers']})", flush=True)  # fmt: skip
+            results[variant] = row
+        if "latency" not in skip:
+            one = results["one line per message"]["c_pipeline"]
+            rate = one["lines"] / one["seconds"] / 2
+            results["latency"] = latency_run(bootstrap, model, rate, args.latency_seconds, args.partitions, args.out)
+            print(f"\nlatency at {rate:.0f} lines/s: {results['latency']}", flush=True)
+    (args.out / "pipeline.json").write_text(json.dumps(results, indent=1))
+    summarise(results)
+
+
+def summarise(results: dict) -> None:
+    print(f"\n{results['lines']} generated HDFS-like lines, {results['cpus']} CPUs")
+    print(f"{'input':<24} {'(a) kafka':>10} {'(b) faust':>10} {'(c) 1 worker':>12} {'(c) 2 workers':>13} "
+          f"{'c/b':>5} {'c/a':>6} {'2w/1w':>6}")  # fmt: skip
+    for variant, row in results.items():
+        if not isinstance(row, dict) or "c_pipeline" not in row:
+            continue
+        rate = {k: v["lines"] / v["seconds"] for k, v in row.items() if isinstance(v, dict)}
+        a, b, c, c2 = (rate.get(k) for k in ("a_kafka", "b_faust", "c_pipeline", "c_two_workers"))
+
+        def fmt(value, width, digits=0):
+            return f"{value:>{width}.{digits}f}" if value else f"{'-':>{width}}"
+
+        print(f"{variant:<24} {fmt(a, 10)} {fmt(b, 10)} {fmt(c, 12)} {fmt(c2, 13)} "
+              f"{fmt(c / b if b else None, 5, 2)} {fmt(c / a if a else None, 6, 3)} {fmt(c2 / c if c2 else None, 6, 2)}")  # fmt: skip
+    if "latency" in results:
+        lat = results["latency"]
+        print(f"latency at {lat['rate']:.0f} lines/s (half of one worker's one-line rate), {lat['scored']} of "
+              f"{lat['sessions']} sessions: p50 {lat['p50']:.3f} s, p99 {lat['p99']:.3f} s, max {lat['max']:.3f} s "
+              f"(after the {LATENCY_IDLE:.0f} s idle timeout)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
