@@ -81,8 +81,9 @@ def closing_lines(last_line: str, partitions: int, internal_partitions: int) -> 
 
 
 def produce(bootstrap: str, topic: str, lines: list[str], per_message: int, partitions: int) -> tuple[int, float]:
-    """Messages of `per_message` lines, round robin over the partitions; then one closing message
-    per partition. Returns the messages sent and the seconds it took."""
+    """Messages of `per_message` lines (single lines keyed by their session, batches round robin over
+    the partitions); then the closing lines on every partition. Returns the messages sent and the
+    seconds it took."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
@@ -100,7 +101,13 @@ def produce(bootstrap: str, topic: str, lines: list[str], per_message: int, part
                 producer.poll(0.05)
 
     for n, start in enumerate(range(0, len(lines), per_message)):
-        send("\n".join(lines[start : start + per_message]).encode(), n % partitions)
+        chunk = lines[start : start + per_message]
+        if per_message == 1:  # keyed by session, as a producer that knows the id would: lines stay in order
+            block = SESSION.search(chunk[0])
+            partition = zlib.crc32(block.group().encode()) % partitions if block else n % partitions
+        else:  # a shipper's batch goes wherever the round robin says
+            partition = n % partitions
+        send("\n".join(chunk).encode(), partition)
         sent += 1
         if sent % 10000 == 0:
             producer.poll(0)
@@ -246,10 +253,12 @@ def latency_run(bootstrap: str, model: Path, rate: float, seconds: float, partit
             if ahead > 0:
                 time.sleep(ahead)
             now = time.time()
-            producer.produce(topic, json.dumps({"line": line, "timestamp": now}).encode(), partition=n % partitions)
+            sessions = SESSION.findall(line)
+            partition = zlib.crc32(sessions[0].encode()) % partitions if sessions else n % partitions
+            producer.produce(topic, json.dumps({"line": line, "timestamp": now}).encode(), partition=partition)
             if n % 1000 == 0:
                 producer.poll(0)
-            for session in SESSION.findall(line):
+            for session in sessions:
                 last_sent[session] = now
         producer.flush(30)
         ended = time.time()

@@ -19,7 +19,7 @@ from sequences.windows import window_id, window_starts
 from streaming.alerts import bounded
 from streaming.key_translation import KeyTranslator
 from streaming.messages import Rejected, decode_value
-from streaming.windows import ClosedSequence, SessionWindower, remember_unseen
+from streaming.windows import ClosedSequence, SessionWindower, insert_in_time_order
 
 
 @dataclass
@@ -310,9 +310,8 @@ class TimeWindowStage(WindowStage):
             ]
             self.late += not starts
             for k in starts:
-                window = windows.setdefault(str(k), {"keys": [], "origins": {}, "unseen": {}})
-                window["keys"].append(key)
-                remember_unseen(window, raw[0] if raw else None)
+                window = windows.setdefault(str(k), {"keys": [], "times": [], "origins": {}, "unseen": {}})
+                insert_in_time_order(window, key, ts, raw[0] if raw else None)
                 span = window["origins"].setdefault(origin, [offset, offset])
                 span[0], span[1] = min(span[0], offset), max(span[1], offset)
         closed = self._close(source, value, self.watermark[partition], everything=False)

@@ -7,6 +7,7 @@ it and a restarted worker continues where the old one stopped."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
@@ -27,14 +28,22 @@ MAX_UNSEEN_KEPT = 5  # raw lines of unseen templates kept per sequence, for the 
 
 
 def _new(part: int, ts: float) -> dict:
-    return {"part": part, "keys": [], "start": ts, "end": ts, "origins": {}, "unseen": {}}
+    return {"part": part, "keys": [], "times": [], "start": ts, "end": ts, "origins": {}, "unseen": {}}
 
 
-def remember_unseen(value: dict, raw: str | None) -> None:
-    """Keeps the raw text of an unseen line at its position (the key was just appended)."""
+def insert_in_time_order(value: dict, key: int, ts: float, raw: str | None) -> None:
+    """Adds a key at its place in event time, after any key of the same time: a session's lines
+    may come through several raw partitions (or workers), each read at its own pace. Keeps the raw
+    text of an unseen line at its position."""
+    times = value.setdefault("times", [value.get("start", ts)] * len(value["keys"]))  # state from before times
+    position = len(times) if not times or ts >= times[-1] else bisect.bisect_right(times, ts)
+    times.insert(position, ts)
+    value["keys"].insert(position, key)
     unseen = value.setdefault("unseen", {})
+    if position < len(times) - 1 and unseen:  # the positions after it move up by one
+        value["unseen"] = unseen = {str(int(p) + (int(p) >= position)): text for p, text in unseen.items()}
     if raw is not None and len(unseen) < MAX_UNSEEN_KEPT:
-        unseen[str(len(value["keys"]) - 1)] = raw
+        unseen[str(position)] = raw
 
 
 class SessionWindower:
@@ -50,8 +59,7 @@ class SessionWindower:
     ) -> list[ClosedSequence]:  # fmt: skip
         """Appends one key; returns the part it completed when max_keys was reached."""
         current = state.get(session) or _new(0, ts)
-        current["keys"].append(key)
-        remember_unseen(current, raw)
+        insert_in_time_order(current, key, ts, raw)
         current["start"] = min(current["start"], ts)
         current["end"] = max(current["end"], ts)
         span = current["origins"].setdefault(origin, [offset, offset])

@@ -398,3 +398,14 @@ def test_event_time_waits_for_the_slowest_worker_until_it_falls_silent():
                                   origins=["raw/0"], reader_watermark=5001.0)  # fmt: skip
     closed += window.expire(state, 0)
     assert [c.session for c in closed] == ["blk_slow"]
+
+
+def test_keys_take_their_place_in_event_time_whatever_order_they_arrive_in():
+    windower = SessionWindower(idle_timeout=60, max_keys=50)
+    state: dict = {}
+    for key, ts, raw in [(1, 1.0, None), (2, 3.0, None), (3, 2.0, "unseen line"), (4, 2.0, None), (5, 0.0, None)]:
+        windower.add(state, "s", key, ts, "raw/0", key, raw)
+    (sequence,) = windower.flush(state)
+    assert sequence.keys == [5, 1, 3, 4, 2]  # by time; equal times keep their arrival order
+    assert sequence.unseen_lines == {2: "unseen line"}  # the raw line moved with its key
+    assert (sequence.start, sequence.end) == (0.0, 3.0)

@@ -1,0 +1,112 @@
+"""On a machine with an NVIDIA GPU: is the CUDA execution provider really in use, do its decisions
+equal the CPU's, and how many sequences/s does it score (fp32 and fp16, with I/O binding)?
+
+    bench/gpu_check.sh [MODEL_DIR]        # builds what it needs, then runs this
+    python bench/gpu_check.py --model DIR [--batches 64,512,4096] [--seconds 2]
+
+Sequences are HDFS-length blocks of the model's own kind (generated with loggen, seeded). Two
+figures per batch size: the model alone through I/O binding (inputs and outputs stay on the GPU),
+as HDFS-length sequences/s (rows/s divided by the rows a sequence needs), and the whole scorer a
+worker runs (Detector.score: rows built and the rule applied in numpy on the CPU)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.detection import _batch_tokens, _plan_rows  # noqa: E402
+from models.detector import Detector  # noqa: E402
+
+
+def hdfs_sequences(detector: Detector, count: int) -> list[list[int]]:
+    from commands.common import key_sequences
+    from loggen.hdfs import generate_hdfs
+    from sequences.readers import ReadOptions, read_dataset
+
+    lines, _ = generate_hdfs(sessions=count, anomaly_rate=0.05, seed=21)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "hdfs.log"
+        log.write_text("\n".join(lines) + "\n")
+        data = read_dataset(log, ReadOptions("hdfs"))
+        return key_sequences(data, data.sequences, detector.vocabulary)
+
+
+def fp16_model(model_path: Path, out: Path) -> Path:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True)
+    onnx.save(converted, str(out))
+    return out
+
+
+def bound_rate(session, tokens: np.ndarray, seconds: float) -> float:
+    """Rows/s through I/O binding: the input copied to the GPU once, outputs left there."""
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(tokens, "cuda", 0))
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cuda")
+    session.run_with_iobinding(binding)  # warm-up (CUDA kernels, memory arena)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        session.run_with_iobinding(binding)
+        runs += 1
+    binding.synchronize_outputs()
+    return runs * len(tokens) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--batches", default="64,512,4096", help="sequences per batch")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    import onnxruntime as ort
+
+    print(f"onnxruntime {ort.__version__}, available providers {ort.get_available_providers()}")
+    gpu = Detector.load(args.model, "cuda")  # raises when CUDA is not really usable
+    cpu = Detector.load(args.model, "cpu")
+    print(f"provider in use: {gpu.forward.session.get_providers()[0]} (CPU reference: {cpu.provider})")
+    sequences = hdfs_sequences(cpu, 4096)
+    on_gpu, on_cpu = gpu.score(sequences), cpu.score(sequences)
+    differ = sum(gpu.is_anomalous(a) != cpu.is_anomalous(b) for a, b in zip(on_gpu, on_cpu))
+    print(f"decisions on {len(sequences)} HDFS-length sequences: {differ} differ between CUDA and CPU")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {"fp32": gpu.forward.session}
+        half = ort.InferenceSession(str(fp16_model(args.model / "model.onnx", Path(tmp) / "fp16.onnx")),
+                                    providers=["CUDAExecutionProvider"])  # fmt: skip
+        sessions["fp16"] = half
+        half_detector = Detector(gpu.config, gpu.vocabulary, lambda t: tuple(half.run(None, {"tokens": t})), "cuda")
+        half_differ = sum(half_detector.is_anomalous(a) != cpu.is_anomalous(b)
+                          for a, b in zip(half_detector.score(sequences), on_cpu))  # fmt: skip
+        print(f"fp16: {half_differ} decisions differ from CPU fp32")
+        print(f"{'batch':>6} {'rows':>6} {'fp32 model seq/s':>17} {'fp16 model seq/s':>17} {'scorer seq/s':>13}")
+        for batch in map(int, args.batches.split(",")):
+            chosen = [sequences[i % len(sequences)] for i in range(batch)]
+            rows = _plan_rows(chosen, gpu.settings)
+            tokens, _ = _batch_tokens(rows, np.arange(len(rows.chunk)), gpu.settings.mask_stride)
+            per_sequence = len(tokens) / batch
+            model_rates = {k: bound_rate(s, tokens, args.seconds) / per_sequence for k, s in sessions.items()}
+            runs, started = 0, time.perf_counter()
+            while time.perf_counter() - started < args.seconds:
+                gpu.score(chosen)
+                runs += 1
+            scorer = runs * batch / (time.perf_counter() - started)
+            distinct = len({tuple(s) for s in chosen})
+            print(f"{batch:>6} {len(tokens):>6} {model_rates['fp32']:>17.0f} {model_rates['fp16']:>17.0f} "
+                  f"{scorer:>13.0f} ({distinct} distinct)", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
