@@ -10,6 +10,7 @@ from agents.pipeline import Pipeline
 from streaming import metrics
 from streaming.stages import ParseResult, RawMessage
 
+MAX_PART_BYTES = 256 * 1024  # raw bytes parsed into one set of keys messages
 MAX_CONFIRMATION = 10.0  # seconds the broker must keep confirming quiet input before a flush
 
 
@@ -42,32 +43,58 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
                        e.message.timestamp if e.message.timestamp and e.message.timestamp > 0 else time.time())
             for e in events
         ]  # fmt: skip
-        last_offsets = {f"{m.topic}/{m.partition}": m.offset for m in messages}
-        mine, waiting = reading(last_offsets)
-        result = pipeline.parse.process(messages, waiting)
-        count(result, len(messages))
-        for message, rejected in result.rejected:
-            await dlq_topic.send(
-                value={
-                    "reason": rejected.reason,
-                    "topic": message.topic,
-                    "partition": message.partition,
-                    "offset": message.offset,
-                    "value_base64": base64.b64encode(rejected.value).decode(),
-                }
-            )
-        # Every keys partition hears how far this worker's event time has come, sessions or not.
-        by_partition: dict[int, dict[str, list]] = {p: {} for p in range(settings.internal_partitions)}
-        for session, session_events in result.events.items():
-            by_partition[pipeline.partition_for(session)][session] = session_events
-        watermark = result.watermark if math.isfinite(result.watermark) else None
-        for partition, sessions in by_partition.items():
-            await keys_topic.send(
-                key=str(partition), partition=partition,
-                value={"sessions": sessions, "vocab": pipeline.translator.current, "origins": sorted(mine),
-                       "watermark": watermark},
-            )  # fmt: skip
+        parts = bounded_parts(messages, MAX_PART_BYTES)
+        for n, part in enumerate(parts):
+            # Faust counts the whole batch as read: the partitions of the later parts are still to come.
+            later = {f"{m.topic}/{m.partition}" for rest in parts[n + 1 :] for m in rest}
+            await parse_and_send(pipeline, part, keys_topic, dlq_topic, reading, later)
         clock.touch()  # quiet time counts from the end of the last batch: sending it may take a while
+
+
+def bounded_parts(messages: list[RawMessage], max_bytes: int) -> list[list[RawMessage]]:
+    """Consecutive runs of messages of at most max_bytes of values (a bigger message alone), so the
+    keys messages made of one run stay well under Kafka's message size limit whatever the
+    shippers batch. A raw message is never split: replays are recognised by its offset."""
+    parts: list[list[RawMessage]] = [[]]
+    size = 0
+    for message in messages:
+        length = len(message.value or b"")
+        if parts[-1] and size + length > max_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append(message)
+        size += length
+    return parts
+
+
+async def parse_and_send(
+    pipeline: Pipeline, messages: list[RawMessage], keys_topic, dlq_topic, reading, later: set[str]
+) -> None:
+    last_offsets = {f"{m.topic}/{m.partition}": m.offset for m in messages}
+    mine, waiting = reading(last_offsets)
+    result = pipeline.parse.process(messages, waiting | later)
+    count(result, len(messages))
+    for message, rejected in result.rejected:
+        await dlq_topic.send(
+            value={
+                "reason": rejected.reason,
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "value_base64": base64.b64encode(rejected.value).decode(),
+            }
+        )
+    # Every keys partition hears how far this worker's event time has come, sessions or not.
+    by_partition: dict[int, dict[str, list]] = {p: {} for p in range(pipeline.settings.internal_partitions)}
+    for session, session_events in result.events.items():
+        by_partition[pipeline.partition_for(session)][session] = session_events
+    watermark = result.watermark if math.isfinite(result.watermark) else None
+    for partition, sessions in by_partition.items():
+        await keys_topic.send(
+            key=str(partition), partition=partition,
+            value={"sessions": sessions, "vocab": pipeline.translator.current, "origins": sorted(mine),
+                   "watermark": watermark},
+        )  # fmt: skip
 
 
 def count(result: ParseResult, messages: int) -> None:

@@ -7,6 +7,23 @@ import math
 from agents.pipeline import Pipeline
 from streaming import metrics
 from streaming.stages import sequence_to_json
+from streaming.windows import ClosedSequence
+
+EXPIRY_STEP = 0.25  # s of event time between scans for idle sessions: a scan reads every open session
+MAX_KEYS_PER_MESSAGE = 50_000  # keys per sequences message: far below Kafka's 1 MB message limit
+
+
+def bounded_chunks(closed: list[ClosedSequence], max_keys: int) -> list[list[ClosedSequence]]:
+    """Consecutive runs of sequences holding at most max_keys keys in all (a longer one alone)."""
+    chunks: list[list[ClosedSequence]] = []
+    size = max_keys
+    for sequence in closed:
+        if size + len(sequence.keys) > max_keys:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(sequence)
+        size += len(sequence.keys)
+    return chunks
 
 
 async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
@@ -27,11 +44,11 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
             )  # fmt: skip
             metrics.REPLAYED_EVENTS.inc(replayed)
             watermark = pipeline.window.watermark.get(partition, -math.inf)
-            if watermark - last_expiry.get(partition, -math.inf) >= 1.0:  # at most once per event-time second
+            if watermark - last_expiry.get(partition, -math.inf) >= EXPIRY_STEP:
                 last_expiry[partition] = watermark
                 closed.extend(pipeline.window.expire(open_sessions, partition))
-        if closed:
+        for chunk in bounded_chunks(closed, MAX_KEYS_PER_MESSAGE):  # an event-time jump may close thousands
             await sequences_topic.send(
                 key=str(partition), partition=partition,
-                value={"sequences": [sequence_to_json(s) for s in closed], "vocab": pipeline.translator.current},
+                value={"sequences": [sequence_to_json(s) for s in chunk], "vocab": pipeline.translator.current},
             )  # fmt: skip

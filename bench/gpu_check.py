@@ -74,7 +74,10 @@ def main() -> None:
     import onnxruntime as ort
 
     print(f"onnxruntime {ort.__version__}, available providers {ort.get_available_providers()}")
-    gpu = Detector.load(args.model, "cuda")  # raises when CUDA is not really usable
+    try:
+        gpu = Detector.load(args.model, "cuda")  # fails when CUDA is not really usable
+    except Exception as error:
+        raise SystemExit(f"gpu_check: {error}") from None
     cpu = Detector.load(args.model, "cpu")
     print(f"provider in use: {gpu.forward.session.get_providers()[0]} (CPU reference: {cpu.provider})")
     sequences = hdfs_sequences(cpu, 4096)
