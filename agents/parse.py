@@ -8,9 +8,10 @@ import time
 
 from agents.pipeline import Pipeline
 from streaming import metrics
+from streaming.messages import bounded_runs
 from streaming.stages import ParseResult, RawMessage
 
-MAX_PART_BYTES = 256 * 1024  # raw bytes parsed into one set of keys messages
+MAX_PART_BYTES = 256 * 1024  # raw bytes parsed into one set of keys messages (Kafka's limit: 1 MB)
 MAX_CONFIRMATION = 10.0  # seconds the broker must keep confirming quiet input before a flush
 
 
@@ -43,28 +44,14 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
                        e.message.timestamp if e.message.timestamp and e.message.timestamp > 0 else time.time())
             for e in events
         ]  # fmt: skip
-        parts = bounded_parts(messages, MAX_PART_BYTES)
+        # A raw message is never split: a replayed one is recognised by its offset.
+        parts = bounded_runs(messages, lambda m: len(m.value or b""), MAX_PART_BYTES)
+        last_part = {f"{m.topic}/{m.partition}": n for n, part in enumerate(parts) for m in part}
         for n, part in enumerate(parts):
             # Faust counts the whole batch as read: the partitions of the later parts are still to come.
-            later = {f"{m.topic}/{m.partition}" for rest in parts[n + 1 :] for m in rest}
+            later = {origin for origin, last in last_part.items() if last > n}
             await parse_and_send(pipeline, part, keys_topic, dlq_topic, reading, later)
         clock.touch()  # quiet time counts from the end of the last batch: sending it may take a while
-
-
-def bounded_parts(messages: list[RawMessage], max_bytes: int) -> list[list[RawMessage]]:
-    """Consecutive runs of messages of at most max_bytes of values (a bigger message alone), so the
-    keys messages made of one run stay well under Kafka's message size limit whatever the
-    shippers batch. A raw message is never split: replays are recognised by its offset."""
-    parts: list[list[RawMessage]] = [[]]
-    size = 0
-    for message in messages:
-        length = len(message.value or b"")
-        if parts[-1] and size + length > max_bytes:
-            parts.append([])
-            size = 0
-        parts[-1].append(message)
-        size += length
-    return parts
 
 
 async def parse_and_send(

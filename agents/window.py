@@ -6,24 +6,11 @@ import math
 
 from agents.pipeline import Pipeline
 from streaming import metrics
+from streaming.messages import bounded_runs
 from streaming.stages import sequence_to_json
-from streaming.windows import ClosedSequence
 
 EXPIRY_STEP = 0.25  # s of event time between scans for idle sessions: a scan reads every open session
 MAX_KEYS_PER_MESSAGE = 50_000  # keys per sequences message: far below Kafka's 1 MB message limit
-
-
-def bounded_chunks(closed: list[ClosedSequence], max_keys: int) -> list[list[ClosedSequence]]:
-    """Consecutive runs of sequences holding at most max_keys keys in all (a longer one alone)."""
-    chunks: list[list[ClosedSequence]] = []
-    size = max_keys
-    for sequence in closed:
-        if size + len(sequence.keys) > max_keys:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(sequence)
-        size += len(sequence.keys)
-    return chunks
 
 
 async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
@@ -47,7 +34,9 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
             if watermark - last_expiry.get(partition, -math.inf) >= EXPIRY_STEP:
                 last_expiry[partition] = watermark
                 closed.extend(pipeline.window.expire(open_sessions, partition))
-        for chunk in bounded_chunks(closed, MAX_KEYS_PER_MESSAGE):  # an event-time jump may close thousands
+        for chunk in bounded_runs(
+            closed, lambda s: len(s.keys), MAX_KEYS_PER_MESSAGE
+        ):  # an event-time jump may close thousands
             await sequences_topic.send(
                 key=str(partition), partition=partition,
                 value={"sequences": [sequence_to_json(s) for s in chunk], "vocab": pipeline.translator.current},

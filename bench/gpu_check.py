@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.detection import _batch_tokens, _plan_rows  # noqa: E402
+from models.detection import model_input  # noqa: E402
 from models.detector import Detector  # noqa: E402
 
 
@@ -97,8 +97,7 @@ def main() -> None:
         print(f"{'batch':>6} {'rows':>6} {'fp32 model seq/s':>17} {'fp16 model seq/s':>17} {'scorer seq/s':>13}")
         for batch in map(int, args.batches.split(",")):
             chosen = [sequences[i % len(sequences)] for i in range(batch)]
-            rows = _plan_rows(chosen, gpu.settings)
-            tokens, _ = _batch_tokens(rows, np.arange(len(rows.chunk)), gpu.settings.mask_stride)
+            tokens = model_input(chosen, gpu.settings)
             per_sequence = len(tokens) / batch
             model_rates = {k: bound_rate(s, tokens, args.seconds) / per_sequence for k, s in sessions.items()}
             runs, started = 0, time.perf_counter()

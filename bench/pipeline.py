@@ -37,7 +37,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from commands.live import create_topic, free_port, local_kafka, running_worker, scrape, stop_process, unique  # noqa: E402
+from bench.common import generated_model  # noqa: E402
+from commands.live import (  # noqa: E402
+    create_topic,
+    free_port,
+    local_kafka,
+    metric_total,
+    running_worker,
+    scrape,
+    stop_process,
+    unique,
+)
+from streaming.settings import StreamSettings  # noqa: E402
 
 SESSION = re.compile(r"blk_-?\d+")
 POLL = 0.25  # seconds between metric scrapes
@@ -46,21 +57,12 @@ LATENCY_IDLE = 5.0  # seconds: the session idle timeout of the latency run
 
 def prepare(out: Path, lines_needed: int) -> tuple[list[str], Path]:
     """The generated lines and a model trained on other generated (normal) lines."""
-    from commands.train import TrainRequest, run_train
     from loggen.hdfs import generate_hdfs
-    from sequences.readers import ReadOptions
 
     lines, _ = generate_hdfs(sessions=lines_needed // 12 + 500, anomaly_rate=0.03, seed=99)
     if len(lines) < lines_needed:
         raise SystemExit(f"the generator gave {len(lines)} lines, fewer than {lines_needed}")
-    model = out / "model"
-    if not (model / "config.json").exists():
-        print("training the benchmark model ...", flush=True)
-        train_log = out / "train.log"
-        train_lines, _ = generate_hdfs(sessions=2000, anomaly_rate=0.0, seed=7)
-        train_log.write_text("\n".join(train_lines) + "\n")
-        run_train(TrainRequest(train_log, ReadOptions("hdfs"), model, preset="small", progress=False))
-    return lines[:lines_needed], model
+    return lines[:lines_needed], generated_model(out)
 
 
 def closing_lines(last_line: str, partitions: int, internal_partitions: int) -> list[str]:
@@ -73,8 +75,9 @@ def closing_lines(last_line: str, partitions: int, internal_partitions: int) -> 
         while wanted:
             candidate += 1
             block = f"blk_{candidate}"
-            if zlib.crc32(block.encode()) % internal_partitions in wanted:
-                wanted.discard(zlib.crc32(block.encode()) % internal_partitions)
+            partition = zlib.crc32(block.encode()) % internal_partitions
+            if partition in wanted:
+                wanted.discard(partition)
                 out.append(f"{stamp:%y%m%d %H%M%S} 999 INFO dfs.DataNode$PacketResponder: "
                            f"PacketResponder 1 for block {block} terminating")  # fmt: skip
     return out
@@ -88,7 +91,7 @@ def produce(bootstrap: str, topic: str, lines: list[str], per_message: int, part
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
                          "queue.buffering.max.messages": 1_000_000})  # fmt: skip
-    closers = closing_lines(lines[-1], partitions, 4)
+    closers = closing_lines(lines[-1], partitions, StreamSettings().internal_partitions)
     per_partition = len(closers) // partitions
     started, sent = time.monotonic(), 0
 
@@ -168,10 +171,6 @@ def worker_env(app_id: str, topic: str, model: Path, port: int, data: Path, **ex
             "LOGBERT_QUIET_FLUSH": "3600", **extra}  # fmt: skip
 
 
-def total(samples: dict, prefix: str) -> float:
-    return sum(v for k, v in samples.items() if k == prefix or k.startswith(prefix + "{"))
-
-
 def pipeline_run(bootstrap: str, topic: str, model: Path, lines: int, workers: int, out: Path) -> dict:
     """Workers in one group on the topic; from the first parsed line to the last scored sequence."""
     app_id = unique("bench-pipeline")
@@ -191,16 +190,16 @@ def pipeline_run(bootstrap: str, topic: str, model: Path, lines: int, workers: i
             except Exception:
                 continue  # not serving yet
             now = time.monotonic()
-            parsed = sum(total(s, "logbert_lines_parsed_total") for s in samples)
-            now_scored = sum(total(s, "logbert_sequences_scored_total") for s in samples)
+            parsed = sum(metric_total(s, "logbert_lines_parsed_total") for s in samples)
+            now_scored = sum(metric_total(s, "logbert_sequences_scored_total") for s in samples)
             rss = [max(r, s.get("process_resident_memory_bytes", 0) / 2**20) for r, s in zip(rss, samples)]
             if first is None and parsed > 0:
                 first = now
             if now_scored != scored:
                 scored, last_change = now_scored, now
-            lag = sum(total(s, "logbert_consumer_lag") for s in samples)  # refreshed every 5 s
+            lag = sum(metric_total(s, "logbert_consumer_lag") for s in samples)  # refreshed every 5 s
             if parsed >= lines and scored > 0 and lag == 0 and now - last_change > 6.0:
-                alerts = sum(total(s, "logbert_alerts_total") for s in samples)
+                alerts = sum(metric_total(s, "logbert_alerts_total") for s in samples)
                 return {"workers": workers, "lines": parsed, "seconds": last_change - first, "sequences": scored,
                         "alerts": alerts, "rss_mib": [round(r) for r in rss]}  # fmt: skip
     raise SystemExit(f"the pipeline did not finish; see {out}/{app_id}-*.log")

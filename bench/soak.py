@@ -20,27 +20,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import generated_model  # noqa: E402
 from commands.kafka_io import run_produce  # noqa: E402
-from commands.live import create_topic, free_port, get, local_kafka, running_worker, scrape, unique  # noqa: E402
+from commands.live import (  # noqa: E402
+    create_topic,
+    free_port,
+    get,
+    local_kafka,
+    metric_total,
+    running_worker,
+    scrape,
+    unique,
+)
 from streaming.settings import StreamSettings  # noqa: E402
 
 
 def prepare(out: Path, lines_needed: int, model: Path | None) -> tuple[Path, Path]:
-    from commands.train import TrainRequest, run_train
     from loggen.hdfs import generate_hdfs
-    from sequences.readers import ReadOptions
 
     log = out / "soak.log"
     lines, _ = generate_hdfs(sessions=lines_needed // 13 + 100, anomaly_rate=0.03, seed=99)
     log.write_text("\n".join(lines[:lines_needed]) + "\n")
-    if model is None:
-        model = out / "model"
-        if not (model / "config.json").exists():
-            train_log = out / "train.log"
-            train_lines, blocks = generate_hdfs(sessions=2000, anomaly_rate=0.0, seed=7)
-            train_log.write_text("\n".join(train_lines) + "\n")
-            run_train(TrainRequest(train_log, ReadOptions("hdfs"), model, preset="small", progress=False))
-    return log, model
+    return log, model or generated_model(out)
 
 
 def main() -> None:
@@ -82,9 +83,9 @@ def main() -> None:
             sample = {
                 "t": round(time.monotonic() - started),
                 "rss_mib": metrics["process_resident_memory_bytes"] / 2**20,
-                "lag": sum(v for k, v in metrics.items() if k.startswith("logbert_consumer_lag")),
+                "lag": metric_total(metrics, "logbert_consumer_lag"),
                 "lines": metrics["logbert_lines_parsed_total"],
-                "scored": sum(v for k, v in metrics.items() if k.startswith("logbert_sequences_scored_total")),
+                "scored": metric_total(metrics, "logbert_sequences_scored_total"),
                 "alerts": metrics["logbert_alerts_total"],
                 "open": metrics["logbert_open_windows"],
             }

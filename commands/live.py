@@ -124,6 +124,11 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def metric_total(samples: dict[str, float], name: str) -> float:
+    """The sum of a scraped metric over all its label values."""
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
 def wait_for_log(path: Path, text: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ than the model's window are scored in chunks and their counts added up, never tr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +40,7 @@ class SequenceScore:
     max_surprise: float  # max over positions of -log p(actual key); inf when a key is unseen
     mean_surprise: float
     distance: float  # mean over chunks of ||DIST - c||
-    missed: list[MissedKey] = field(default_factory=list)
+    missed: list[MissedKey] = field(default_factory=list)  # the first explain_limit, for flagged sequences
     most_surprising: MissedKey | None = None  # the least likely actual key, miss or not
 
     @property
@@ -71,10 +71,10 @@ def is_anomalous(score: SequenceScore, settings: DetectionSettings) -> bool:
     return settings.surprise_threshold is not None and score.max_surprise > settings.surprise_threshold
 
 
-def split_chunks(keys: list[int], keys_per_chunk: int) -> list[list[int]]:
-    """Chunks of at most keys_per_chunk keys (an empty sequence is one empty chunk)."""
-    if not keys:
-        return [[]]
+def split_chunks(keys: Sequence, keys_per_chunk: int) -> list:
+    """Chunks of at most keys_per_chunk keys (an empty sequence is one empty chunk); lists or arrays."""
+    if len(keys) == 0:
+        return [keys]
     return [keys[i : i + keys_per_chunk] for i in range(0, len(keys), keys_per_chunk)]
 
 
@@ -97,11 +97,10 @@ def _plan_rows(sequences: list[list[int]], settings: DetectionSettings) -> _Rows
         key_array = np.asarray(keys, dtype=np.int64)
         lengths.append(np.count_nonzero(key_array >= UNSEEN_KEY))
         tokens = keys_to_tokens(key_array)
-        for offset in range(0, max(len(keys), 1), settings.keys_per_chunk):
-            part = tokens[offset : offset + settings.keys_per_chunk]
+        for index, part in enumerate(split_chunks(tokens, settings.keys_per_chunk)):
             chunk_tokens.append(np.concatenate(([DIST], part)))
             owners.append(owner)
-            offsets.append(offset)
+            offsets.append(index * settings.keys_per_chunk)
             maskable.append(len(part) - (1 if len(part) and part[-1] == OPEN else 0))  # OPEN is context only
     maskable_arr = np.array(maskable, dtype=np.int64)
     patterns_per_chunk = np.minimum(maskable_arr, settings.mask_stride) + 1
@@ -125,6 +124,12 @@ def _batch_tokens(rows: _Rows, batch: np.ndarray, stride: int) -> tuple[np.ndarr
     to_mask = (pattern >= 0) & (positions >= 1) & (positions <= limit) & ((positions - 1) % stride == pattern)
     tokens[to_mask] = MASK
     return tokens, original
+
+
+def model_input(sequences: list[list[int]], settings: DetectionSettings) -> np.ndarray:
+    """Every row the rule runs through the model for these sequences, as one padded token matrix."""
+    rows = _plan_rows(sequences, settings)
+    return _batch_tokens(rows, np.arange(len(rows.chunk)), settings.mask_stride)[0]
 
 
 @dataclass

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+T = TypeVar("T")
 LINE_FIELDS = ("line", "message", "log", "msg")
 MAX_LINE_BYTES = 64 * 1024  # longer lines are cut here (and counted), never allowed to blow up memory
 
@@ -78,3 +81,17 @@ def _bounded(line: RawLine) -> RawLine:
     if len(line.text) <= MAX_LINE_BYTES:
         return line
     return RawLine(line.text[:MAX_LINE_BYTES], line.timestamp, line.source, truncated=True)
+
+
+def bounded_runs(items: list[T], size: Callable[[T], int], limit: int) -> list[list[T]]:
+    """Consecutive runs of items whose sizes add up to at most `limit` (a bigger item alone), so a
+    Kafka message built from one run stays under the broker's message size limit."""
+    runs: list[list[T]] = []
+    total = limit
+    for item in items:
+        if total + size(item) > limit:
+            runs.append([])
+            total = 0
+        runs[-1].append(item)
+        total += size(item)
+    return runs

@@ -21,6 +21,7 @@ from commands.live import (
     free_port,
     get,
     local_kafka,
+    metric_total,
     running_worker,
     scrape,
     stop_process,
@@ -270,7 +271,7 @@ def test_a_slow_scorer_holds_back_pressure_with_bounded_memory(trained_model, tm
             lag = sum(v for k, v in samples.items() if k.startswith("logbert_consumer_lag") and "-sequences" in k)
             peaks["sequences_lag"] = max(peaks["sequences_lag"], lag)
             peaks["stuck"] = max(peaks.get("stuck", 0), samples["logbert_stuck_partitions"])  # slow is not stuck
-            scored = sum(v for k, v in samples.items() if k.startswith("logbert_sequences_scored_total"))
+            scored = metric_total(samples, "logbert_sequences_scored_total")
             return samples if scored >= expected else None
 
         after = wait_until(all_scored, 420, "the slow scorer did not finish", log)

@@ -412,13 +412,13 @@ def test_keys_take_their_place_in_event_time_whatever_order_they_arrive_in():
 
 
 def test_keys_and_sequences_messages_stay_bounded_whatever_the_shippers_batch():
-    from agents.parse import bounded_parts
-    from agents.window import bounded_chunks
+    from streaming.messages import bounded_runs
     from streaming.stages import RawMessage
 
     messages = [RawMessage(b"x" * size, "raw", 0, n, 0.0) for n, size in enumerate([100, 100, 300, 50, 50])]
-    parts = bounded_parts(messages, 250)
+    parts = bounded_runs(messages, lambda m: len(m.value), 250)
     assert [[m.offset for m in part] for part in parts] == [[0, 1], [2], [3, 4]]  # a big one alone, none split
     closed = [ClosedSequence(f"s{n}", 0, [0] * size, 0.0, 0.0, True) for n, size in enumerate([3, 3, 9, 1])]
-    assert [[c.session for c in chunk] for chunk in bounded_chunks(closed, 6)] == [["s0", "s1"], ["s2"], ["s3"]]
-    assert bounded_chunks([], 6) == []
+    chunks = bounded_runs(closed, lambda c: len(c.keys), 6)
+    assert [[c.session for c in chunk] for chunk in chunks] == [["s0", "s1"], ["s2"], ["s3"]]
+    assert bounded_runs([], len, 6) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from commands.kafka_io import run_produce
-from commands.live import consume_json, create_topic, free_port, get, scrape, stop_process, unique
+from commands.live import consume_json, create_topic, free_port, get, metric_total, scrape, stop_process, unique
 from streaming.settings import StreamSettings
 from tests.conftest import ROOT
 from tests.deploy_support import DEPLOY, env_file, read_image, stage_image_files
@@ -86,7 +86,7 @@ def test_worker_started_like_the_image_serves_metrics_and_health(trained_model, 
         def all_scored():
             samples = scrape(port)
             seen_open.append(samples["logbert_open_windows"])
-            scored = sum(v for k, v in samples.items() if k.startswith("logbert_sequences_scored_total"))
+            scored = metric_total(samples, "logbert_sequences_scored_total")
             return samples if scored >= sequences else None
 
         after = wait_until(all_scored, 180, f"the worker did not score {sequences} sequences", log)
