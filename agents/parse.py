@@ -75,13 +75,10 @@ async def parse_and_send(
     by_partition: dict[int, dict[str, list]] = {p: {} for p in range(pipeline.settings.internal_partitions)}
     for session, session_events in result.events.items():
         by_partition[pipeline.partition_for(session)][session] = session_events
-    watermark = result.watermark if math.isfinite(result.watermark) else None
+    reported = {"vocab": pipeline.translator.current, "origins": sorted(mine),
+                "watermark": result.watermark if math.isfinite(result.watermark) else None}  # fmt: skip
     for partition, sessions in by_partition.items():
-        await keys_topic.send(
-            key=str(partition), partition=partition,
-            value={"sessions": sessions, "vocab": pipeline.translator.current, "origins": sorted(mine),
-                   "watermark": watermark},
-        )  # fmt: skip
+        await keys_topic.send(key=str(partition), partition=partition, value={"sessions": sessions, **reported})
 
 
 def count(result: ParseResult, messages: int) -> None:

@@ -34,9 +34,8 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
             if watermark - last_expiry.get(partition, -math.inf) >= EXPIRY_STEP:
                 last_expiry[partition] = watermark
                 closed.extend(pipeline.window.expire(open_sessions, partition))
-        for chunk in bounded_runs(
-            closed, lambda s: len(s.keys), MAX_KEYS_PER_MESSAGE
-        ):  # an event-time jump may close thousands
+        # An event-time jump may close thousands of sequences at once: several messages then.
+        for chunk in bounded_runs(closed, lambda s: len(s.keys), MAX_KEYS_PER_MESSAGE):
             await sequences_topic.send(
                 key=str(partition), partition=partition,
                 value={"sequences": [sequence_to_json(s) for s in chunk], "vocab": pipeline.translator.current},

@@ -36,7 +36,7 @@ def insert_in_time_order(value: dict, key: int, ts: float, raw: str | None) -> N
     may come through several raw partitions (or workers), each read at its own pace. Keeps the raw
     text of an unseen line at its position."""
     times = value.setdefault("times", [value.get("start", ts)] * len(value["keys"]))  # state from before times
-    position = len(times) if not times or ts >= times[-1] else bisect.bisect_right(times, ts)
+    position = bisect.bisect_right(times, ts)
     times.insert(position, ts)
     value["keys"].insert(position, key)
     unseen = value.setdefault("unseen", {})
@@ -57,7 +57,7 @@ class SessionWindower:
         self, state: MutableMapping[str, dict], session: str, key: int, ts: float, origin: str, offset: int,
         raw: str | None = None,
     ) -> list[ClosedSequence]:  # fmt: skip
-        """Appends one key; returns the part it completed when max_keys was reached."""
+        """Adds one key at its place in time; returns the part it completed when max_keys was reached."""
         current = state.get(session) or _new(0, ts)
         insert_in_time_order(current, key, ts, raw)
         current["start"] = min(current["start"], ts)
