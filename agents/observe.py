@@ -13,6 +13,7 @@ from models.scorer import ProviderUnavailable
 from streaming import metrics
 from streaming.health import Health, PartitionProgress, ProgressWatch
 from streaming.settings import StreamSettings
+from streaming.windows import is_ended
 
 log = logging.getLogger("logbert.worker")
 
@@ -124,7 +125,7 @@ class WorkerObserver:
         actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == self.settings.keys_topic}
         count = 0
         for value in open_sessions.data.values():  # the store also holds standby partitions: count actives only
-            if isinstance(value, dict) and value.get("partition") in actives:
+            if isinstance(value, dict) and value.get("partition") in actives and not is_ended(value):
                 count += len(value["windows"]) if "windows" in value else 1
         return count
 

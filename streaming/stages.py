@@ -19,7 +19,7 @@ from sequences.windows import window_id, window_starts
 from streaming.alerts import bounded
 from streaming.key_translation import KeyTranslator
 from streaming.messages import Rejected, decode_value
-from streaming.windows import ClosedSequence, SessionWindower, insert_in_time_order
+from streaming.windows import ClosedSequence, SessionWindower, insert_in_time_order, is_ended
 
 
 @dataclass
@@ -194,51 +194,74 @@ class WindowStage:
         """Applies one keys-topic message (its keys from `vocabulary`); returns the closed sequences and
         how many events were replays. Each session's value is written back once per message: every
         write is a changelog record. `origins`, `reader_watermark`: the raw partitions the sending
-        worker reads, and the event time it has reached."""
+        worker reads, and the event time it has reached.
+
+        The writes are not atomic: a worker killed between them leaves some in the changelog and
+        not others. So each session also remembers the offsets it took ("through"), and a session
+        that closes leaves that record behind (ended) until the record of applied offsets, written
+        after it, covers it: a replay is then recognised whichever of the writes survived."""
         others = self.others_watermark(partition, origins, reader_watermark) if origins else math.inf
         applied = dict((state.get(self.applied_key(partition)) or {}).get("raw", {}))
         newest = dict(applied)
         closed: list[ClosedSequence] = []
         replayed = 0
         for session, events in sessions.items():
-            fresh = [e for e in events if e[4] > applied.get(e[3], -1)]
+            stored = state.get(session)
+            through = dict(stored.get("through", {})) if stored is not None else {}
+            fresh = [e for e in events if e[4] > max(applied.get(e[3], -1), through.get(e[3], -1))]
             replayed += len(events) - len(fresh)
             if not fresh:
                 continue
             for event in fresh:
                 newest[event[3]] = max(newest.get(event[3], -1), event[4])
+                through[event[3]] = max(through.get(event[3], -1), event[4])
             if self.translator is not None and vocabulary not in (None, self.translator.current):
                 keys = self.translator.translate([e[0] for e in fresh], vocabulary)
                 fresh = [[key, *event[1:]] for key, event in zip(keys, fresh)]
             if others < math.inf:  # no further than the slowest other reader
                 fresh = [[*event[:2], min(event[2], others), *event[3:]] for event in fresh]
             local: dict[str, dict] = {}
-            if state.get(session) is not None:
-                local[session] = self.upgrade(state[session])
-            closed.extend(self.on_events(local, partition, session, fresh))
+            if stored is not None and not is_ended(stored):
+                local[session] = self.upgrade(stored)
+            closed.extend(self.on_events(local, partition, session, fresh, stored.get("through") if stored else None))
             if session in local:
                 state[session] = {**local[session], "partition": partition, "vocab": self.vocabulary}
-            elif state.get(session) is not None:
-                del state[session]
+            else:
+                state[session] = {"ended": True, "through": through, "partition": partition}
         if newest != applied:  # the event-time watermark goes with it, so a new owner resumes from it
             state[self.applied_key(partition)] = {"raw": newest, "watermark": self.watermark.get(partition)}
         return closed, replayed
 
     def on_events(
-        self, state: MutableMapping[str, dict], partition: int, session: str, events: list[list]
-    ) -> list[ClosedSequence]:
+        self, state: MutableMapping[str, dict], partition: int, session: str, events: list[list],
+        through: dict[str, int] | None = None,
+    ) -> list[ClosedSequence]:  # fmt: skip
         out: list[ClosedSequence] = []
         for key, ts, watermark, origin, offset, *raw in events:
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
             current = state.get(session)
             if current is not None and current["keys"] and watermark - current["end"] >= self.idle_timeout:
+                through = current.get("through", through)
                 out.extend(self.windower.expire({session: state.pop(session)}, watermark))
-            out.extend(self.windower.add(state, session, key, ts, origin, offset, raw[0] if raw else None))
+            out.extend(self.windower.add(state, session, key, ts, origin, offset, raw[0] if raw else None, through))
         return out
+
+    def _sessions_of(self, state: MutableMapping[str, dict], partition: int) -> dict[str, dict]:
+        """The partition's open sessions; ended records that the applied offsets cover are deleted."""
+        applied = (state.get(self.applied_key(partition)) or {}).get("raw", {})
+        mine = {}
+        for session, value in list(state.items()):
+            if value.get("partition") != partition:
+                continue
+            if not is_ended(value):
+                mine[session] = self.upgrade(value)
+            elif all(offset <= applied.get(origin, -1) for origin, offset in value["through"].items()):
+                del state[session]
+        return mine
 
     def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:
         watermark = self.watermark.get(partition, -math.inf)
-        mine = {s: self.upgrade(v) for s, v in state.items() if v.get("partition") == partition}
+        mine = self._sessions_of(state, partition)
         closed = self.windower.expire(mine, watermark)
         for sequence in closed:
             state.pop(sequence.session, None)
@@ -254,8 +277,9 @@ class WindowStage:
             self.watermark.get(partition, -math.inf), watermark, self.stored(state, partition)
         )
         out = self.expire(state, partition)
-        mine = {s: self.upgrade(v) for s, v in state.items()
-                if v.get("partition") == partition and fed_only_by(v.get("origins", {}), quiet)}  # fmt: skip
+        mine = {
+            s: v for s, v in self._sessions_of(state, partition).items() if fed_only_by(v.get("origins", {}), quiet)
+        }
         for sequence in self.windower.flush(mine):
             state.pop(sequence.session, None)
             out.append(sequence)
@@ -298,13 +322,16 @@ class TimeWindowStage(WindowStage):
         self.late = 0
 
     def on_events(
-        self, state: MutableMapping[str, dict], partition: int, source: str, events: list[list]
-    ) -> list[ClosedSequence]:
+        self, state: MutableMapping[str, dict], partition: int, source: str, events: list[list],
+        through: dict[str, int] | None = None,
+    ) -> list[ClosedSequence]:  # fmt: skip
         value = self.upgrade(state.get(source) or {"windows": {}, "closed_before": -math.inf})
         value["vocab"] = self.vocabulary
         windows = value["windows"]
+        taken = value.setdefault("through", {})
         for key, ts, watermark, origin, offset, *raw in events:
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
+            taken[origin] = max(taken.get(origin, -1), offset)
             starts = [
                 k for k in window_starts(ts, self.size, self.step) if k * self.step + self.size > value["closed_before"]
             ]

@@ -27,8 +27,16 @@ class ClosedSequence:
 MAX_UNSEEN_KEPT = 5  # raw lines of unseen templates kept per sequence, for the alert's explanation
 
 
-def _new(part: int, ts: float) -> dict:
-    return {"part": part, "keys": [], "times": [], "start": ts, "end": ts, "origins": {}, "unseen": {}}
+def _new(part: int, ts: float, through: dict[str, int] | None = None) -> dict:
+    # "through": the last raw offset taken from each partition, kept across parts, so a replay
+    # is recognised by the session itself when the table's record of applied offsets was lost.
+    return {"part": part, "keys": [], "times": [], "start": ts, "end": ts, "origins": {}, "unseen": {},
+            "through": dict(through or {})}  # fmt: skip
+
+
+def is_ended(value: dict) -> bool:
+    """A session that closed, kept as the offsets it took until the record of applied offsets covers them."""
+    return bool(value.get("ended"))
 
 
 def insert_in_time_order(value: dict, key: int, ts: float, raw: str | None) -> None:
@@ -55,17 +63,20 @@ class SessionWindower:
 
     def add(
         self, state: MutableMapping[str, dict], session: str, key: int, ts: float, origin: str, offset: int,
-        raw: str | None = None,
+        raw: str | None = None, through: dict[str, int] | None = None,
     ) -> list[ClosedSequence]:  # fmt: skip
-        """Adds one key at its place in time; returns the part it completed when max_keys was reached."""
-        current = state.get(session) or _new(0, ts)
+        """Adds one key at its place in time; returns the part it completed when max_keys was reached.
+        `through`: the offsets a new session starts from (those its previous part took)."""
+        current = state.get(session) or _new(0, ts, through)
         insert_in_time_order(current, key, ts, raw)
         current["start"] = min(current["start"], ts)
         current["end"] = max(current["end"], ts)
         span = current["origins"].setdefault(origin, [offset, offset])
         span[0], span[1] = min(span[0], offset), max(span[1], offset)
+        taken = current.setdefault("through", {})
+        taken[origin] = max(taken.get(origin, -1), offset)
         if len(current["keys"]) >= self.max_keys:
-            state[session] = _new(current["part"] + 1, ts)
+            state[session] = _new(current["part"] + 1, ts, taken)
             return [self._close(session, current, closed=False)]
         state[session] = current  # reassign: a Faust Table records the change only on assignment
         return []

@@ -343,6 +343,85 @@ def test_a_new_owner_of_a_partition_resumes_from_the_recorded_watermark():
     assert sorted((c.session, c.closed) for c in closed) == [("blk_a", True), ("blk_b", False)]
 
 
+class ChangelogRecorder(dict):
+    """A table whose writes are also recorded as the changelog would hold them (JSON at write time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, str | None]] = []
+
+    def __setitem__(self, key, value) -> None:
+        self.log.append((key, json.dumps(value)))
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self.log.append((key, None))
+        super().__delitem__(key)
+
+
+def _keys_messages(seed: int, sources: list[str]) -> list[dict]:
+    """Keys messages as the parse stage sends them: two raw partitions, sessions that end idle, are
+    cut at max length and come back after ending, and a final flush."""
+    import random
+
+    rng = random.Random(seed)
+    lines, ts, offsets = [], 0.0, {"raw/0": 0, "raw/1": 0}
+    for _ in range(120):
+        ts += rng.choice([0.0, 0.5, 1.0, 3.0, 12.0])
+        origin = rng.choice(sorted(offsets))
+        offsets[origin] += 1
+        lines.append([rng.randrange(5), ts, ts, origin, offsets[origin], rng.choice(sources)])
+    messages = []
+    while lines:
+        cut = rng.randrange(1, 12)
+        batch, lines = lines[:cut], lines[cut:]
+        sessions: dict[str, list] = {}
+        for *event, session in batch:
+            sessions.setdefault(session, []).append([*event, None])
+        messages.append({"sessions": sessions})
+    return [*messages, {"flush": ts, "quiet": None}]
+
+
+@pytest.mark.parametrize("kind", ["sessions", "time windows"])
+def test_a_worker_killed_between_table_writes_loses_and_doubles_nothing(kind):
+    """The worker dies after any one of its changelog writes; a new owner rebuilds the table from the
+    writes that were made and replays the keys messages from the last commit (the interrupted
+    message, or two before it). Together the two emit exactly the sequences of an uninterrupted run."""
+    from agents.window import window_step
+    from streaming.deferred_writes import DeferredWrites
+    from streaming.stages import TimeWindowStage, WindowStage
+
+    def new_stage():
+        return WindowStage(idle_timeout=10, max_keys=5) if kind == "sessions" else TimeWindowStage(size=10, step=5)
+
+    def run(state, messages, delivered: list, started_at: list) -> None:
+        stage, last_expiry = new_stage(), {}
+        for value in messages:
+            writes = DeferredWrites(state)
+            closed = window_step(stage, writes, 0, json.loads(json.dumps(value)), last_expiry)
+            started_at.append(len(getattr(state, "log", ())))
+            delivered.append([(c.session, c.part, tuple(c.keys), c.closed) for c in closed])
+            writes.apply()  # the sequences went to the producer first
+
+    messages = _keys_messages(7, ["blk_a", "blk_b", "blk_c", "blk_d"] if kind == "sessions" else ["*", "node-1"])
+    table, delivered, started_at = ChangelogRecorder(), [], []
+    run(table, messages, delivered, started_at)
+    expected = {s for step in delivered for s in step}
+    assert len(expected) > 20 and table.log
+    for crash in range(len(table.log) + 1):
+        interrupted = max(i for i, start in enumerate(started_at) if start <= crash)
+        before = {s for step in delivered[:interrupted] for s in step}
+        if started_at[interrupted] < crash:  # its writes began: its sequences had gone out
+            before |= set(delivered[interrupted])
+        for committed in {interrupted, max(0, interrupted - 2)}:
+            state: dict = {}
+            for key, value in table.log[:crash]:
+                state.pop(key, None) if value is None else state.__setitem__(key, json.loads(value))
+            after: list = []
+            run(state, messages[committed:], after, [])
+            assert before | {s for step in after for s in step} == expected, (crash, committed)
+
+
 def _interleaved_backlog(sessions: int) -> list[tuple[int, str]]:
     """(raw partition, line): each session's lines alternate between two partitions; a session
     lasts 20 s, and one starts every 30 s, so many more than the 60 s idle timeout pass in all."""
