@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import math
 import time
 
 from agents.pipeline import Pipeline
 from streaming import metrics
 from streaming.messages import bounded_runs
-from streaming.stages import ParseResult, RawMessage
+from streaming.stages import ParseResult, RawMessage, finite_or_none
 
 MAX_PART_BYTES = 256 * 1024  # raw bytes parsed into one set of keys messages (Kafka's limit: 1 MB)
 MAX_CONFIRMATION = 10.0  # seconds the broker must keep confirming quiet input before a flush
@@ -76,7 +75,7 @@ async def parse_and_send(
     for session, session_events in result.events.items():
         by_partition[pipeline.partition_for(session)][session] = session_events
     reported = {"vocab": pipeline.translator.current, "origins": sorted(mine),
-                "watermark": result.watermark if math.isfinite(result.watermark) else None}  # fmt: skip
+                "watermark": finite_or_none(result.watermark)}  # fmt: skip
     for partition, sessions in by_partition.items():
         await keys_topic.send(key=str(partition), partition=partition, value={"sessions": sessions, **reported})
 
@@ -124,5 +123,7 @@ async def flush_if_quiet(pipeline_factory, keys_topic, clock: QuietClock, raw_pa
     clock.flushed = True
     for partition in range(pipeline.settings.internal_partitions):
         await keys_topic.send(
-            key=str(partition), partition=partition, value={"flush": pipeline.parse.watermark, "quiet": sorted(quiet)}
+            key=str(partition),
+            partition=partition,
+            value={"flush": finite_or_none(pipeline.parse.watermark), "quiet": sorted(quiet)},
         )

@@ -151,7 +151,7 @@ def faust_counter(bootstrap: str, topic: str, messages: int, out: Path) -> dict:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_APP_ID": unique("bench-count"),
            "BENCH_TOPIC": topic, "BENCH_MESSAGES": str(messages), "BENCH_RESULT": str(result)}  # fmt: skip
     with open(out / f"{topic}-faust-count.log", "w") as log:
-        process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "faust_count.py"), "worker", "-l", "warn"],
+        process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "faust_count.py"), "worker", "-l", "info"],
                                    cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         try:
             deadline = time.monotonic() + 600

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from drain3.masking import LogMasker, MaskingInstruction
 
+from logkeys.masking import TokenMasker
 from logkeys.presets import ParserPreset, get_preset, parse_timestamp
 
 WILDCARD = "<*>"
@@ -79,6 +80,7 @@ class TemplateSet:
         self.templates = templates
         self.preset = preset
         self._masker = make_masker(preset)
+        self._token_masker = TokenMasker(self._masker) if TokenMasker.applies_to(self._masker) else None
         self._splitter = LineSplitter(preset)
         # token count -> [(template index, tokens, wildcard count)] in template order
         self._by_length: dict[int, list[tuple[int, list[str], int]]] = {}
@@ -106,6 +108,8 @@ class TemplateSet:
         return best
 
     def match_content(self, content: str) -> int:
+        if self._token_masker is not None:
+            return self.match_masked(self._token_masker.mask(content))
         return self.match_masked(self._masker.mask(content))
 
     def parse(self, line: str) -> ParsedLine:

@@ -33,7 +33,8 @@ class RawMessage:
 
 @dataclass
 class ParseResult:
-    events: dict[str, list[list]]  # session -> [[key, ts, watermark, origin, offset, raw line if unseen], ...]
+    # session -> [[key, ts, watermark (None: not started), origin, offset, raw line if unseen], ...]
+    events: dict[str, list[list]]
     rejected: list[tuple[RawMessage, Rejected]]
     lines: int
     unseen: int
@@ -124,10 +125,9 @@ class ParseStage:
                 if not ids:
                     without_session += 1
                 raw_text = bounded(raw.text) if parsed.key < 0 else None  # explains an unseen template
+                watermark = finite_or_none(self.watermark)
                 for session in ids:
-                    events.setdefault(session, []).append(
-                        [parsed.key, ts, self.watermark, origin, message.offset, raw_text]
-                    )
+                    events.setdefault(session, []).append([parsed.key, ts, watermark, origin, message.offset, raw_text])
             if unread is not None and last_message_of[origin] == index and origin not in waiting:
                 unread.discard(origin)  # its last line in this batch, and none after it
                 self._settle(unread)
@@ -218,8 +218,10 @@ class WindowStage:
             if self.translator is not None and vocabulary not in (None, self.translator.current):
                 keys = self.translator.translate([e[0] for e in fresh], vocabulary)
                 fresh = [[key, *event[1:]] for key, event in zip(keys, fresh)]
-            if others < math.inf:  # no further than the slowest other reader
-                fresh = [[*event[:2], min(event[2], others), *event[3:]] for event in fresh]
+            # Event time before any line: None in JSON (strict JSON has no infinities).
+            fresh = [
+                [*event[:2], min(-math.inf if event[2] is None else event[2], others), *event[3:]] for event in fresh
+            ]
             local: dict[str, dict] = {}
             if stored is not None and not is_ended(stored):
                 local[session] = self.upgrade(stored)
@@ -229,7 +231,8 @@ class WindowStage:
             else:
                 state[session] = {"ended": True, "through": through, "partition": partition}
         if newest != applied:  # the event-time watermark goes with it, so a new owner resumes from it
-            state[self.applied_key(partition)] = {"raw": newest, "watermark": self.watermark.get(partition)}
+            watermark = finite_or_none(self.watermark.get(partition, -math.inf))
+            state[self.applied_key(partition)] = {"raw": newest, "watermark": watermark}
         return closed, replayed
 
     def on_events(
@@ -286,6 +289,17 @@ class WindowStage:
         return out
 
 
+def finite_or_none(value: float) -> float | None:
+    """Messages and table values are strict JSON (orjson, if installed, would write an infinity as null)."""
+    return value if math.isfinite(value) else None
+
+
+def closed_before(value: dict) -> float:
+    """Where a source's closed windows end (None or absent: none closed yet)."""
+    recorded = value.get("closed_before")
+    return -math.inf if recorded is None else recorded
+
+
 def fed_only_by(origins: dict, quiet: set[str] | None) -> bool:
     return quiet is None or set(origins) <= quiet
 
@@ -325,7 +339,7 @@ class TimeWindowStage(WindowStage):
         self, state: MutableMapping[str, dict], partition: int, source: str, events: list[list],
         through: dict[str, int] | None = None,
     ) -> list[ClosedSequence]:  # fmt: skip
-        value = self.upgrade(state.get(source) or {"windows": {}, "closed_before": -math.inf})
+        value = self.upgrade(state.get(source) or {"windows": {}, "closed_before": None})
         value["vocab"] = self.vocabulary
         windows = value["windows"]
         taken = value.setdefault("through", {})
@@ -333,7 +347,7 @@ class TimeWindowStage(WindowStage):
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
             taken[origin] = max(taken.get(origin, -1), offset)
             starts = [
-                k for k in window_starts(ts, self.size, self.step) if k * self.step + self.size > value["closed_before"]
+                k for k in window_starts(ts, self.size, self.step) if k * self.step + self.size > closed_before(value)
             ]
             self.late += not starts
             for k in starts:
@@ -354,7 +368,7 @@ class TimeWindowStage(WindowStage):
                 continue
             window = value["windows"].pop(k)
             if ended:
-                value["closed_before"] = max(value["closed_before"], start + self.size)
+                value["closed_before"] = max(closed_before(value), start + self.size)
             name = window_id("" if source == GLOBAL_SOURCE else source, start)
             unseen = {int(p): text for p, text in window.get("unseen", {}).items()}
             out.append(

@@ -130,3 +130,35 @@ def test_hdfs_2000_mines_a_small_template_set():
     templates = mine_templates(lines, get_preset("hdfs"))
     assert 8 <= len(templates) <= 30
     assert all(templates.parse(line).key != UNSEEN for line in lines)
+
+
+_TOKEN_PIECES = ["blk_-160899", "blk_7", "10.250.19.102", ":50010", "/10.0.0.1:5", "0x1F", "0xg", "/a/b.c/", "-3", "+4.5",
+                 "1.2.3", "12345678", "deadbeef9", "R17-M1-N4-I:J18-U11", "core.123", "abc", "a.b", "x-1", "$", ":",
+                 ".", "/", "<*>", "é9", "٣"]  # fmt: skip
+_SPACES = [" ", "  ", "\t", "\x1c", "\u2028", "\xa0", ""]
+
+
+@pytest.mark.parametrize("preset_name", ["hdfs", "bgl", "generic"])
+def test_token_masking_gives_drain3s_tokens(preset_name):
+    """Masking token by token with a cache equals drain3's masking of the whole line, whitespace
+    runs aside (templates are token lists), on lines built to probe the masks' edges."""
+    import random
+
+    from logkeys.masking import TokenMasker
+    from logkeys.templates import make_masker
+
+    masker = make_masker(get_preset(preset_name))
+    assert TokenMasker.applies_to(masker)
+    by_token = TokenMasker(masker, max_cached=50)  # small: the cache is cleared along the way
+    rng = random.Random(5)
+    for _ in range(3000):
+        line = "".join(rng.choice(_TOKEN_PIECES) + rng.choice(_SPACES) for _ in range(rng.randrange(1, 8)))
+        assert by_token.mask(line).split() == masker.mask(line).split(), line
+
+
+@pytest.mark.parametrize("pattern", [r"a\sb", r"^x", r"x$", r"[^a]+", r".+", r"\d*", r"x(?=\s)", r"[ -~]+", r"\W"])
+def test_masks_that_could_see_whitespace_keep_whole_line_masking(pattern):
+    from logkeys.masking import token_safe
+
+    assert not token_safe(pattern, "X")
+    assert token_safe(r"(?<![\w.])\d+\b", "NUM")

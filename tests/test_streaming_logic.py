@@ -85,6 +85,7 @@ def test_random_messages_through_parse_and_window_stages(values):
     with_lines = {e[4] for events in result.events.values() for e in events}
     assert not rejected & with_lines
     assert result.lines >= len(with_lines)
+    json.dumps(result.events, allow_nan=False)  # strict JSON: orjson would write an infinity as null
     closed, _ = window.on_message(state, 0, result.events)
     json.dumps(state, allow_nan=False)
     closed += window.flush(state, 0, watermark=float("inf"))
@@ -240,6 +241,7 @@ def test_streaming_time_windows_equal_the_batch_windows():
         streamed.extend(stage.on_message(state, 0, {GLOBAL_SOURCE: events})[0])
         streamed.extend(stage.expire(state, 0))
     streamed.extend(stage.flush(state, 0, watermark=timestamps[-1]))
+    json.dumps(state, allow_nan=False)
     assert [(s.session, s.keys, s.closed) for s in sorted(streamed, key=lambda s: s.start)] == [
         (b.id, [keys[i] for i in b.records], b.closed) for b in batch
     ]
