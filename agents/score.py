@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from agents.pipeline import Pipeline
 from streaming import metrics
@@ -43,9 +45,13 @@ async def run(stream, pipeline_factory, alerts_topic, scores_topic) -> None:
     for topic in (alerts_topic, scores_topic):
         if topic is not None:
             await topic.maybe_declare()
+    # ONNX Runtime lets go of the GIL while it runs: in a thread, scoring overlaps parsing and
+    # windowing on the event loop instead of stopping them.
+    scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logbert-score")
+    loop = asyncio.get_running_loop()
     async for payloads in stream.take(pipeline.settings.score_batch, within=pipeline.settings.max_wait):
         started = time.perf_counter()
-        results = score_batch(pipeline, payloads)
+        results = await loop.run_in_executor(scoring, score_batch, pipeline, payloads)
         metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels("score").observe(len(results))
         for summary, anomalous, alert in results:

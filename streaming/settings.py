@@ -57,7 +57,7 @@ class StreamSettings:
         "LOGBERT_SESSION_IDLE_TIMEOUT", "", "seconds of event time without a line that end a session (default: the model's)",
         _optional_float,
     )  # fmt: skip
-    parse_batch: int = env_setting("LOGBERT_PARSE_BATCH", "1000", "raw messages per parse batch", int)
+    parse_batch: int = env_setting("LOGBERT_PARSE_BATCH", "4000", "raw messages per parse batch", int)
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
     max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds a stage waits to fill a batch", float)
     quiet_flush: float = env_setting(
