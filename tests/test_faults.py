@@ -3,6 +3,7 @@ another runs on, the broker stopped and restarted mid-stream, a broker that requ
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,42 @@ def outcome(alerts: list[dict], scores: list[dict], flagged, expected: int) -> d
     }  # fmt: skip
 
 
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets on `topic`, read without joining the group."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in found}
+    finally:
+        consumer.close()
+
+
+def where_unscored(bootstrap: str, sequences_topic: str, scores: list[dict]) -> dict[tuple[int, int], int]:
+    """(partition, offset) of each sequences message holding sequences never scored -> how many."""
+    scored = {(s["session"], s["part"]) for s in scores}
+    where: dict[tuple[int, int], int] = {}
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("where"), "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([sequences_topic])
+    deadline, idle_since = time.monotonic() + 60, time.monotonic()
+    try:
+        while time.monotonic() < deadline and time.monotonic() - idle_since < 5:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            idle_since = time.monotonic()
+            missing = [s for s in json.loads(message.value())["sequences"] if (s["session"], s["part"]) not in scored]
+            if missing:
+                where[(message.partition(), message.offset())] = len(missing)
+    finally:
+        consumer.close()
+    return where
+
+
 def check(result: dict) -> None:
     assert result["lost"] == 0 and result["sequences_scored"] == result["sequences_expected"]
     assert result["alerted"] == result["flagged"], "every anomalous session alerts, and nothing else"
@@ -104,6 +141,9 @@ def test_a_worker_killed_mid_stream_loses_nothing(trained_model, generated_hdfs,
         parsed_before_kill = scrape(ports[owner])["logbert_lines_parsed_total"]
         workers[owner].kill()
         workers[owner].wait()
+        committed_at_kill = committed_offsets(
+            bootstrap, app_id, f"{app_id}-sequences", StreamSettings().internal_partitions
+        )
         time.sleep(10)
         workers[owner] = spawn_worker(bootstrap, {**env, "LOGBERT_DATA_DIR": str(tmp_path / f"data-{owner}")},
                                       ports[owner], logs[owner])  # fmt: skip
@@ -120,6 +160,11 @@ def test_a_worker_killed_mid_stream_loses_nothing(trained_model, generated_hdfs,
             **{k: v for k, v in result.items() if k not in ("alerted", "flagged")})  # fmt: skip
     assert 0 < parsed_before_kill < lines, "the kill must fall mid-stream"
     assert all(alive)
+    if result["lost"]:  # what the next look at this needs: see README, "Open" under Reliability
+        print(
+            f"[reliability] unscored sequences by (partition, offset) of {app_id}-sequences: "
+            f"{where_unscored(bootstrap, f'{app_id}-sequences', scores)}; committed at the kill: {committed_at_kill}"
+        )
     check(result)
     # the survivor restored the killed member's open sessions from the changelog
     assert any("Restore complete" in log.read_text() for log in logs)
