@@ -218,10 +218,10 @@ class WindowStage:
             if self.translator is not None and vocabulary not in (None, self.translator.current):
                 keys = self.translator.translate([e[0] for e in fresh], vocabulary)
                 fresh = [[key, *event[1:]] for key, event in zip(keys, fresh)]
-            # Event time before any line: None in JSON (strict JSON has no infinities).
-            fresh = [
-                [*event[:2], min(-math.inf if event[2] is None else event[2], others), *event[3:]] for event in fresh
-            ]
+            if others < math.inf or any(event[2] is None for event in fresh):
+                # No further than the slowest other reader; None: event time before any line
+                # (strict JSON has no infinities).
+                fresh = [[*e[:2], min(-math.inf if e[2] is None else e[2], others), *e[3:]] for e in fresh]
             local: dict[str, dict] = {}
             if stored is not None and not is_ended(stored):
                 local[session] = self.upgrade(stored)
