@@ -26,7 +26,7 @@ from agents.observe import WorkerObserver
 from agents.pipeline import load_pipeline
 from commands.cli_options import evaluate_options, generate_options, produce_options, train_options
 from commands.common import plain_signals
-from streaming import metrics
+from streaming import consumer_position, metrics
 from streaming.settings import StreamSettings, reference_table
 
 
@@ -36,6 +36,10 @@ class LogbertApp(faust.App):
         # a bad model directory exits with a clear message and nothing consumed or committed.
         observer.load_model(pipeline)
         await super().on_first_start()
+
+    def _new_transport(self):
+        # reads partitions with no committed offset from the beginning after Faust drops fetched records
+        return consumer_position.Transport(self.conf.broker_consumer, self)
 
 
 class LogbertWorker(faust.Worker):

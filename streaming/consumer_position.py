@@ -1,0 +1,63 @@
+"""Faust's "seek back to committed offsets", made to hold for partitions with nothing committed.
+
+Faust drops records it has already fetched when a rebalance starts mid-batch, or when their
+partition is paused, and then seeks every partition back to its committed offset. aiokafka's
+`seek_to_committed` skips a partition whose committed offset is missing or 0, so there the
+position stayed past the dropped records and they were never read: a worker killed before its
+group's first commit on a partition lost the last messages it had written there. Seeking such
+partitions to their beginning is what `auto_offset_reset=earliest` promises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = logging.getLogger("logbert.consumer")
+
+
+def is_changelog(topic: str) -> bool:
+    # the tables' recovery places changelog partitions itself; nothing is committed on them
+    return topic.endswith("-changelog")
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        return await self.call_thread(self._seek_to_committed_or_beginning)
+
+    async def _seek_to_committed_or_beginning(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return committed
+        uncommitted = sorted(tp for tp, offset in committed.items() if not offset and not is_changelog(tp.topic))
+        if uncommitted:
+            positions = {tp: position_or_none(consumer, tp) for tp in uncommitted}
+            log.info(
+                "no offset committed yet on %s: reading from the beginning (positions were %s)",
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in uncommitted),
+                ", ".join(str(positions[tp]) for tp in uncommitted),
+            )
+            await consumer.seek_to_beginning(*uncommitted)
+        return committed
+
+
+def position_or_none(consumer, tp) -> int | None:
+    """The fetch position aiokafka holds for `tp`, without waiting for one to be looked up."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+        return state.position if state.has_valid_position else None
+    except (AttributeError, KeyError):
+        return None
+
+
+class Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = Consumer
