@@ -17,8 +17,9 @@ MAX_KEYS_PER_MESSAGE = 50_000  # keys per sequences message: far below Kafka's 1
 
 
 def window_step(
-    window: WindowStage, state: MutableMapping[str, dict], partition: int, value: dict, last_expiry: dict[int, float]
-) -> list[ClosedSequence]:
+    window: WindowStage, state: MutableMapping[str, dict], partition: int, value: dict,
+    last_expiry: dict[int, float], sent_at: float | None = None,
+) -> list[ClosedSequence]:  # fmt: skip
     """One keys-topic message through the window stage: its events, or a flush, then a scan for idle
     sessions once event time has moved EXPIRY_STEP since the last scan of this partition."""
     if "flush" in value:
@@ -26,7 +27,7 @@ def window_step(
         quiet = set(value["quiet"]) if value.get("quiet") is not None else None
         return window.flush(state, partition, watermark, quiet)
     closed, replayed = window.on_message(
-        state, partition, value["sessions"], value.get("vocab"), value.get("origins"), value.get("watermark")
+        state, partition, value["sessions"], value.get("vocab"), value.get("origins"), value.get("watermark"), sent_at
     )
     metrics.REPLAYED_EVENTS.inc(replayed)
     watermark = window.watermark.get(partition, -math.inf)
@@ -42,7 +43,8 @@ async def run(stream, pipeline_factory, open_sessions, sequences_topic) -> None:
     async for event in stream.events():
         partition = event.message.partition
         writes = DeferredWrites(open_sessions)
-        closed = window_step(pipeline.window, writes, partition, event.value, last_expiry)
+        sent_at = event.message.timestamp if event.message.timestamp and event.message.timestamp > 0 else None
+        closed = window_step(pipeline.window, writes, partition, event.value, last_expiry, sent_at)
         # An event-time jump may close thousands of sequences at once: several messages then.
         for chunk in bounded_runs(closed, lambda s: len(s.keys), MAX_KEYS_PER_MESSAGE):
             await sequences_topic.send(

@@ -97,13 +97,14 @@ class ParseStage:
         last_message_of = {f"{m.topic}/{m.partition}": i for i, m in enumerate(messages)}
         # Partitions with lines still to come: after this batch, or later in it.
         unread = None if waiting is None else set(waiting) | set(last_message_of)
+        parse, group_keys, add_events = self.templates.parse, self.group_keys, events.setdefault
         for index, message in enumerate(messages):
             origin = f"{message.topic}/{message.partition}"
             decoded, problem = decode_value(message.value, self.value_format)
             if problem is not None:
                 rejected.append((message, problem))
             for raw in decoded:
-                parsed = self.templates.parse(raw.text)
+                parsed = parse(raw.text)
                 ts = raw.timestamp if raw.timestamp is not None else parsed.timestamp
                 if ts is None and self.expects_timestamps and math.isfinite(self.watermark):
                     # The format has times but this line's does not parse: it joins at the current
@@ -120,14 +121,15 @@ class ParseStage:
                 self.advance(origin, ts, unread)
                 lines += 1
                 truncated += raw.truncated
-                unseen += parsed.key < 0
-                ids = self.group_keys(raw.text, parsed.fields, raw.source)
+                key = parsed.key
+                unseen += key < 0
+                ids = group_keys(raw.text, parsed.fields, raw.source)
                 if not ids:
                     without_session += 1
-                raw_text = bounded(raw.text) if parsed.key < 0 else None  # explains an unseen template
+                raw_text = bounded(raw.text) if key < 0 else None  # explains an unseen template
                 watermark = finite_or_none(self.watermark)
                 for session in ids:
-                    events.setdefault(session, []).append([parsed.key, ts, watermark, origin, message.offset, raw_text])
+                    add_events(session, []).append([key, ts, watermark, origin, message.offset, raw_text])
             if unread is not None and last_message_of[origin] == index and origin not in waiting:
                 unread.discard(origin)  # its last line in this batch, and none after it
                 self._settle(unread)
@@ -152,12 +154,18 @@ class WindowStage:
         # keys partition -> raw partition -> (event time its reader reported, when): several workers
         # parse, each at its own pace, and event time here must wait for the slowest of them.
         self.reported: dict[int, dict[str, tuple[float, float]]] = {}
-        self.clock = time.monotonic
+        self.clock = time.time  # for messages that carry no send time
 
-    def others_watermark(self, partition: int, origins: list[str], watermark: float | None) -> float:
+    def others_watermark(
+        self, partition: int, origins: list[str], watermark: float | None, sent_at: float | None = None
+    ) -> float:
         """Records the event time the reader of `origins` reports; returns the lowest one that readers of
-        other raw partitions reported within READER_SILENCE s (inf when there are none)."""
-        now = self.clock()
+        other raw partitions reported within READER_SILENCE s (inf when there are none).
+
+        Silence is measured in the messages' send times, not in when they are read here: a window
+        that lags behind its keys topic reads a run of one reader's messages in less or more time
+        than they took to send, and a replay after a crash must decide as the first reading did."""
+        now = sent_at if sent_at is not None else self.clock()
         reported = self.reported.setdefault(partition, {})
         for origin in origins:
             reported[origin] = (watermark if watermark is not None else -math.inf, now)
@@ -190,17 +198,19 @@ class WindowStage:
     def on_message(
         self, state: MutableMapping[str, dict], partition: int, sessions: dict[str, list[list]],
         vocabulary: str | None = None, origins: list[str] | None = None, reader_watermark: float | None = None,
+        sent_at: float | None = None,
     ) -> tuple[list[ClosedSequence], int]:  # fmt: skip
         """Applies one keys-topic message (its keys from `vocabulary`); returns the closed sequences and
         how many events were replays. Each session's value is written back once per message: every
         write is a changelog record. `origins`, `reader_watermark`: the raw partitions the sending
-        worker reads, and the event time it has reached.
+        worker reads, and the event time it has reached; `sent_at`: when that worker sent the message
+        (the Kafka record's timestamp).
 
         The writes are not atomic: a worker killed between them leaves some in the changelog and
         not others. So each session also remembers the offsets it took ("through"), and a session
         that closes leaves that record behind (ended) until the record of applied offsets, written
         after it, covers it: a replay is then recognised whichever of the writes survived."""
-        others = self.others_watermark(partition, origins, reader_watermark) if origins else math.inf
+        others = self.others_watermark(partition, origins, reader_watermark, sent_at) if origins else math.inf
         applied = dict((state.get(self.applied_key(partition)) or {}).get("raw", {}))
         newest = dict(applied)
         closed: list[ClosedSequence] = []

@@ -481,6 +481,30 @@ def test_event_time_waits_for_the_slowest_worker_until_it_falls_silent():
     assert [c.session for c in closed] == ["blk_slow"]
 
 
+def test_a_window_reading_its_keys_late_counts_silence_in_send_time():
+    """Under lag, the window reads a run of the fast worker's messages long after they were sent:
+    the slow worker, which kept sending all along, must go on holding event time back."""
+    from streaming.stages import READER_SILENCE
+
+    _, window = _hdfs_stages()
+    now = [1000.0]
+    window.clock = lambda: now[0]
+    state: dict = {}
+    slow = lambda t, offset: {"blk_slow": [[0, t, t, "raw/1", offset, None]]}  # noqa: E731
+    window.on_message(state, 0, slow(100.0, 0), origins=["raw/1"], reader_watermark=100.0, sent_at=50.0)
+    for n in range(20):  # read 2 s apart, sent 0.1 s apart
+        now[0] += 2.0
+        fast = {f"blk_fast{n}": [[0, 5000.0 + n, 5000.0 + n, "raw/0", n, None]]}
+        window.on_message(state, 0, fast, origins=["raw/0"], reader_watermark=5000.0 + n, sent_at=50.1 + n / 10)
+        assert window.expire(state, 0) == []
+    assert now[0] - 1000.0 > READER_SILENCE and window.watermark[0] == 100.0
+    window.on_message(state, 0, slow(130.0, 1), origins=["raw/1"], reader_watermark=130.0, sent_at=52.2)
+    assert state["blk_slow"]["keys"] == [0, 0]  # one session, not split
+    fast = {"blk_fast": [[0, 5100.0, 5100.0, "raw/0", 99, None]]}  # sent after the slow worker fell silent
+    window.on_message(state, 0, fast, origins=["raw/0"], reader_watermark=5100.0, sent_at=52.2 + READER_SILENCE + 1)
+    assert "blk_slow" in {c.session for c in window.expire(state, 0)}
+
+
 def test_keys_take_their_place_in_event_time_whatever_order_they_arrive_in():
     windower = SessionWindower(idle_timeout=60, max_keys=50)
     state: dict = {}
