@@ -7,10 +7,10 @@ import time
 
 from agents.pipeline import Pipeline
 from streaming import metrics
-from streaming.messages import bounded_runs
+from streaming.line_reader import MessageRead, ParseProcesses, read_in_turn
+from streaming.messages import MAX_PART_BYTES, bounded_runs
 from streaming.stages import ParseResult, RawMessage, finite_or_none
 
-MAX_PART_BYTES = 256 * 1024  # raw bytes parsed into one set of keys messages (Kafka's limit: 1 MB)
 MAX_CONFIRMATION = 10.0  # seconds the broker must keep confirming quiet input before a flush
 
 
@@ -35,6 +35,18 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
     pipeline: Pipeline = pipeline_factory()
     settings = pipeline.settings
     await dlq_topic.maybe_declare()
+    processes = ParseProcesses(pipeline.parse.reader, settings.parse_processes) if settings.parse_processes else None
+    try:
+        await parse_batches(stream, pipeline, keys_topic, dlq_topic, clock, reading, processes)
+    finally:
+        if processes is not None:
+            await processes.close()
+
+
+async def parse_batches(
+    stream, pipeline: Pipeline, keys_topic, dlq_topic, clock: QuietClock, reading, processes
+) -> None:
+    settings = pipeline.settings
     async for events in stream.take_events(settings.parse_batch, within=settings.max_wait):
         clock.touch()
         # Arrival = the record's Kafka timestamp (as replay uses), so a redelivered line gets the same time.
@@ -46,19 +58,20 @@ async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock
         # A raw message is never split: a replayed one is recognised by its offset.
         parts = bounded_runs(messages, lambda m: len(m.value or b""), MAX_PART_BYTES)
         last_part = {f"{m.topic}/{m.partition}": n for n, part in enumerate(parts) for m in part}
-        for n, part in enumerate(parts):
+        async for n, part, read in read_in_turn(parts, processes):
             # Faust counts the whole batch as read: the partitions of the later parts are still to come.
             later = {origin for origin, last in last_part.items() if last > n}
-            await parse_and_send(pipeline, part, keys_topic, dlq_topic, reading, later)
+            await parse_and_send(pipeline, part, keys_topic, dlq_topic, reading, later, read)
         clock.touch()  # quiet time counts from the end of the last batch: sending it may take a while
 
 
 async def parse_and_send(
-    pipeline: Pipeline, messages: list[RawMessage], keys_topic, dlq_topic, reading, later: set[str]
-) -> None:
+    pipeline: Pipeline, messages: list[RawMessage], keys_topic, dlq_topic, reading, later: set[str],
+    read: list[MessageRead] | None = None,
+) -> None:  # fmt: skip
     last_offsets = {f"{m.topic}/{m.partition}": m.offset for m in messages}
     mine, waiting = reading(last_offsets)
-    result = pipeline.parse.process(messages, waiting | later)
+    result = pipeline.parse.process(messages, waiting | later, read)
     count(result, len(messages))
     for message, rejected in result.rejected:
         await dlq_topic.send(

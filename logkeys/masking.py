@@ -83,14 +83,13 @@ class TokenMasker:
 
     def mask(self, content: str) -> str:
         """The masked content with its whitespace runs made single spaces (templates are token lists)."""
-        cache = self.cache
-        out = []
-        for token in content.split():
-            masked = cache.get(token)
-            if masked is None:
-                masked = self.masker.mask(token)
-                if len(cache) >= self.max_cached:
-                    cache.clear()  # cheaper than LRU bookkeeping on every hit; refills from the next lines
-                cache[token] = masked
-            out.append(masked)
-        return " ".join(out)
+        cached = self.cache.get
+        # a masked token is never empty, so `or` falls through to masking only on a cache miss
+        return " ".join([cached(token) or self._mask_token(token) for token in content.split()])
+
+    def _mask_token(self, token: str) -> str:
+        masked = self.masker.mask(token)
+        if len(self.cache) >= self.max_cached:
+            self.cache.clear()  # cheaper than LRU bookkeeping on every hit; refills from the next lines
+        self.cache[token] = masked
+        return masked

@@ -92,7 +92,7 @@ def parse_timestamp(preset: ParserPreset, fields: dict[str, str]) -> float | Non
     if not preset.timestamp_format or not preset.timestamp_fields:
         return None
     try:
-        text = " ".join(fields[f] for f in preset.timestamp_fields)
+        text = " ".join([fields[f] for f in preset.timestamp_fields])
     except KeyError:
         return None
     if preset.timestamp_format.endswith(".%f"):  # the whole seconds repeat from line to line: cached

@@ -65,11 +65,14 @@ class LineSplitter:
         found = self._header.match(line)
         if found is None:
             return line, {}
-        fields = {k: v for k, v in found.groupdict().items() if v is not None}
+        fields = found.groupdict()
+        if None in fields.values():  # optional groups that did not take part
+            fields = {k: v for k, v in fields.items() if v is not None}
         content = fields.get("content", "")
-        prefix = [fields[f] for f in self.preset.content_prefix_fields if f in fields]
-        if prefix:
-            content = " ".join([*prefix, content])
+        if self.preset.content_prefix_fields:
+            prefix = [fields[f] for f in self.preset.content_prefix_fields if f in fields]
+            if prefix:
+                content = " ".join([*prefix, content])
         return content, fields
 
 

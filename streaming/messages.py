@@ -70,6 +70,9 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
             if not lines or any(line is None for line in lines):
                 return [], Rejected("JSON of the wrong shape: expected a line, an object with 'line', or a list", value)
             return [_bounded(line) for line in lines if line.text.strip()], None
+    if "\n" not in text:  # one line per message, the common case
+        line = text.removesuffix("\r")
+        return ([_bounded(RawLine(line))], None) if line.strip() else ([], Rejected("no log line in the value", value))
     # "\n" only: str.splitlines would also cut at \x0b, \x1c, \x85, \u2028 ... inside a line
     lines = [RawLine(line.removesuffix("\r")) for line in text.split("\n") if line.strip()]
     if not lines:
@@ -81,6 +84,9 @@ def _bounded(line: RawLine) -> RawLine:
     if len(line.text) <= MAX_LINE_BYTES:
         return line
     return RawLine(line.text[:MAX_LINE_BYTES], line.timestamp, line.source, truncated=True)
+
+
+MAX_PART_BYTES = 256 * 1024  # raw bytes parsed into one set of keys messages (Kafka's limit: 1 MB)
 
 
 def bounded_runs(items: list[T], size: Callable[[T], int], limit: int) -> list[list[T]]:

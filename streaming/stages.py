@@ -8,7 +8,6 @@ Window: key events -> closed sequences, state in a mapping (a changelogged Faust
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from dataclasses import dataclass
 from logkeys.templates import TemplateSet
 from models.vocab import END_KEY, OPEN_KEY
 from sequences.windows import window_id, window_starts
-from streaming.alerts import bounded
 from streaming.key_translation import KeyTranslator
-from streaming.messages import Rejected, decode_value
+from streaming.line_reader import GLOBAL_SOURCE, LineReader, MessageRead
+from streaming.messages import Rejected
 from streaming.windows import ClosedSequence, SessionWindower, insert_in_time_order, is_ended
 
 
@@ -46,7 +45,6 @@ class ParseResult:
 
 
 READER_SILENCE = 5.0  # s: a worker that sent nothing for this long no longer holds event time back
-GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
 MAX_FUTURE_SKEW = 3600.0  # seconds a line's timestamp may lead the wall clock before it is distrusted
 
 
@@ -57,20 +55,10 @@ class ParseStage:
         self, templates: TemplateSet, session_regex: str | None, value_format: str = "auto",
         window_by_source: bool = False,
     ) -> None:  # fmt: skip
-        self.templates = templates
-        self.session_pattern = re.compile(session_regex) if session_regex else None
-        self.window_by_source = window_by_source
-        self.value_format = value_format
+        self.reader = LineReader(templates, session_regex, value_format, window_by_source)
         self.watermark = -math.inf
         self.origin_time: dict[str, float] = {}  # raw partition -> the latest event time read from it
         self.expects_timestamps = templates.preset.timestamp_format is not None
-
-    def group_keys(self, text: str, fields: dict[str, str], source: str | None) -> list[str]:
-        if self.session_pattern is not None:
-            return list(dict.fromkeys(self.session_pattern.findall(text)))
-        if self.window_by_source:
-            return [source or fields.get("source") or GLOBAL_SOURCE]
-        return [GLOBAL_SOURCE]
 
     def advance(self, origin: str, ts: float, unread: set[str] | None) -> None:
         """Event time moves with the slowest raw partition that still has lines unread: reading a
@@ -88,24 +76,26 @@ class ParseStage:
         newest = min(behind) if behind else max(self.origin_time.values(), default=-math.inf)
         self.watermark = max(self.watermark, newest)
 
-    def process(self, messages: list[RawMessage], waiting: set[str] | None = None) -> ParseResult:
+    def process(
+        self, messages: list[RawMessage], waiting: set[str] | None = None, read: list[MessageRead] | None = None
+    ) -> ParseResult:
         """`waiting`: the raw partitions ("topic/partition") with records still unread after this
-        batch; None when the messages are the whole input in order."""
+        batch; None when the messages are the whole input in order. `read`: the messages' lines as
+        `LineReader.read` gives them, when they were read elsewhere (in `ParseProcesses`)."""
+        if read is None:
+            read = self.reader.read([m.value for m in messages])
         events: dict[str, list[list]] = {}
         rejected: list[tuple[RawMessage, Rejected]] = []
         lines = unseen = without_session = truncated = distrusted_timestamps = undated = 0
         last_message_of = {f"{m.topic}/{m.partition}": i for i, m in enumerate(messages)}
         # Partitions with lines still to come: after this batch, or later in it.
         unread = None if waiting is None else set(waiting) | set(last_message_of)
-        parse, group_keys, add_events = self.templates.parse, self.group_keys, events.setdefault
-        for index, message in enumerate(messages):
+        add_events = events.setdefault
+        for index, (message, (problem, message_lines)) in enumerate(zip(messages, read, strict=True)):
             origin = f"{message.topic}/{message.partition}"
-            decoded, problem = decode_value(message.value, self.value_format)
             if problem is not None:
                 rejected.append((message, problem))
-            for raw in decoded:
-                parsed = parse(raw.text)
-                ts = raw.timestamp if raw.timestamp is not None else parsed.timestamp
+            for key, ts, ids, unseen_text, was_truncated in message_lines:
                 if ts is None and self.expects_timestamps and math.isfinite(self.watermark):
                     # The format has times but this line's does not parse: it joins at the current
                     # event time. (Its arrival time may be years ahead of a replayed log's.)
@@ -120,16 +110,13 @@ class ParseStage:
                     distrusted_timestamps += 1
                 self.advance(origin, ts, unread)
                 lines += 1
-                truncated += raw.truncated
-                key = parsed.key
+                truncated += was_truncated
                 unseen += key < 0
-                ids = group_keys(raw.text, parsed.fields, raw.source)
                 if not ids:
                     without_session += 1
-                raw_text = bounded(raw.text) if key < 0 else None  # explains an unseen template
                 watermark = finite_or_none(self.watermark)
                 for session in ids:
-                    add_events(session, []).append([key, ts, watermark, origin, message.offset, raw_text])
+                    add_events(session, []).append([key, ts, watermark, origin, message.offset, unseen_text])
             if unread is not None and last_message_of[origin] == index and origin not in waiting:
                 unread.discard(origin)  # its last line in this batch, and none after it
                 self._settle(unread)

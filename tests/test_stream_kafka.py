@@ -32,7 +32,7 @@ def batch_decisions(model_dir, log_path) -> tuple[set[tuple[str, int]], int]:
     return flagged, len(data.sequences)
 
 
-def stream_decisions(model_dir, log_path, tmp_path, topic: str | None = None, workers: int = 1):
+def stream_decisions(model_dir, log_path, tmp_path, topic: str | None = None, workers: int = 1, **extra_env: str):
     """Runs `workers` members of a fresh consumer group over the file's lines; returns alerts and scores.
     Without a topic, a fresh one is created and filled once every member is ready, so the group's
     first rebalance is over before any line arrives."""
@@ -45,7 +45,7 @@ def stream_decisions(model_dir, log_path, tmp_path, topic: str | None = None, wo
     env = {
         "LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(model_dir),
         "LOGBERT_ALERTS_TOPIC": alerts_topic, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
-        "LOGBERT_QUIET_FLUSH": "3", "LOGBERT_PROVIDER": "cpu",
+        "LOGBERT_QUIET_FLUSH": "3", "LOGBERT_PROVIDER": "cpu", **extra_env,
     }  # fmt: skip
     expected = batch_decisions(model_dir, log_path)[1]
     logs = [tmp_path / f"{app_id}-{n}.log" for n in range(workers)]
@@ -79,8 +79,8 @@ def wait_for_settled_group(logs, timeout: float = 90.0) -> None:
     raise AssertionError(f"the consumer group did not settle: generations {generations}")
 
 
-def _check(model_dir, log_path, tmp_path) -> None:
-    alerts, _, _, _ = stream_decisions(model_dir, log_path, tmp_path)
+def _check(model_dir, log_path, tmp_path, **extra_env: str) -> None:
+    alerts, _, _, _ = stream_decisions(model_dir, log_path, tmp_path, **extra_env)
     schema = load_schema()
     for alert in alerts:
         jsonschema.validate(alert, schema)
@@ -91,8 +91,9 @@ def _check(model_dir, log_path, tmp_path) -> None:
     assert streamed == flagged
 
 
-def test_stream_decisions_equal_evaluate_on_generated_logs(trained_model, generated_hdfs, tmp_path):
-    _check(trained_model, generated_hdfs[0], tmp_path)
+@pytest.mark.parametrize("parse_processes", ["0", "2"])
+def test_stream_decisions_equal_evaluate_on_generated_logs(parse_processes, trained_model, generated_hdfs, tmp_path):
+    _check(trained_model, generated_hdfs[0], tmp_path, LOGBERT_PARSE_PROCESSES=parse_processes)
 
 
 @pytest.mark.datasets

@@ -1,5 +1,6 @@
 """The broker-free logic behind the agents: message decoding, incremental windows, alerts."""
 
+import asyncio
 import json
 
 import jsonschema
@@ -90,6 +91,39 @@ def test_random_messages_through_parse_and_window_stages(values):
     json.dumps(state, allow_nan=False)
     closed += window.flush(state, 0, watermark=float("inf"))
     assert sum(len(c.keys) for c in closed) == sum(len(events) for events in result.events.values())
+
+
+def test_parse_processes_read_every_message_as_the_event_loop_does():
+    """Lines read in child processes (LOGBERT_PARSE_PROCESSES) give the same parse result, rejected
+    messages, unseen lines, JSON envelopes and cut lines included, whatever the shares."""
+    from streaming.line_reader import ParseProcesses
+    from streaming.stages import RawMessage
+
+    values = [_hdfs_line(f"081109 2035{n % 60:02d}", f"blk_{n % 7}").encode() for n in range(300)]
+    values[5:5] = [
+        None,
+        b"",
+        b"\xff\xfe",
+        b'{"line": 5}',
+        b"unseen words blk_9",
+        b'[{"line": "a blk_1", "timestamp": 1.5}]',
+    ]
+    values.append(_hdfs_line("081109 203518", "blk_1").encode() + b" x" * 600_000)
+    messages = [RawMessage(v, "raw", n % 2, n, 1.7e9) for n, v in enumerate(values)]
+    inline, _ = _hdfs_stages()
+    expected = inline.process(messages, waiting={"raw/1"})
+    assert expected.rejected and expected.unseen and expected.truncated  # the test covers them
+
+    async def read_in_processes(processes: int):
+        stage, _ = _hdfs_stages()
+        children = ParseProcesses(stage.reader, processes)
+        try:
+            return stage.process(messages, waiting={"raw/1"}, read=await children.read([m.value for m in messages]))
+        finally:
+            await children.close()
+
+    for processes in (1, 3):
+        assert asyncio.run(read_in_processes(processes)) == expected
 
 
 def test_a_timestamp_from_the_future_neither_moves_event_time_nor_closes_sessions():
