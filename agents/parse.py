@@ -7,8 +7,9 @@ import time
 
 from agents.pipeline import Pipeline
 from streaming import metrics
-from streaming.line_reader import MessageRead, ParseProcesses, read_in_turn
+from streaming.line_reader import MessageRead
 from streaming.messages import MAX_PART_BYTES, bounded_runs
+from streaming.parse_processes import ParseProcesses, read_in_turn
 from streaming.stages import ParseResult, RawMessage, finite_or_none
 
 MAX_CONFIRMATION = 10.0  # seconds the broker must keep confirming quiet input before a flush

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from logkeys.presets import get_preset  # noqa: E402
 from logkeys.templates import UNSEEN, LineSplitter, TemplateSet, drain_miner, mine_templates  # noqa: E402
-from streaming.line_reader import ParseProcesses, read_in_turn  # noqa: E402
 from streaming.messages import MAX_PART_BYTES, bounded_runs  # noqa: E402
+from streaming.parse_processes import ParseProcesses, read_in_turn  # noqa: E402
 from streaming.stages import ParseStage, RawMessage  # noqa: E402
 
 DATA = {  # name: (file under the datasets directory, preset, session regex or None for windows)

@@ -1,6 +1,7 @@
 """End-to-end throughput and latency through a real Kafka broker on loopback.
 
-    scripts/venv.sh python bench/pipeline.py [--lines 1000000] [--shipper-lines 500] [--out bench-output]
+    scripts/venv.sh python bench/pipeline.py [--lines 1000000] [--shipper-lines 500] [--parse-processes 0]
+                                             [--out bench-output]
 
 Generated HDFS-like lines are produced to a raw topic first, once as one line per message and once
 as shipper-style messages of many lines each. Then, on each topic, in one run:
@@ -171,13 +172,16 @@ def worker_env(app_id: str, topic: str, model: Path, port: int, data: Path, **ex
             "LOGBERT_QUIET_FLUSH": "3600", **extra}  # fmt: skip
 
 
-def pipeline_run(bootstrap: str, topic: str, model: Path, lines: int, workers: int, out: Path) -> dict:
+def pipeline_run(
+    bootstrap: str, topic: str, model: Path, lines: int, workers: int, out: Path, parse_processes: int = 0
+) -> dict:
     """Workers in one group on the topic; from the first parsed line to the last scored sequence."""
     app_id = unique("bench-pipeline")
     ports = [free_port() for _ in range(workers)]
     with ExitStack() as stack:
         for n, port in enumerate(ports):
-            env = worker_env(app_id, topic, model, port, out / "data" / f"{app_id}-{n}")
+            env = worker_env(app_id, topic, model, port, out / "data" / f"{app_id}-{n}",
+                             LOGBERT_PARSE_PROCESSES=str(parse_processes))  # fmt: skip
             stack.enter_context(running_worker(bootstrap, env, port, out / f"{app_id}-{n}.log"))
         first = last_change = None
         scored = -1.0
@@ -205,7 +209,9 @@ def pipeline_run(bootstrap: str, topic: str, model: Path, lines: int, workers: i
     raise SystemExit(f"the pipeline did not finish; see {out}/{app_id}-*.log")
 
 
-def latency_run(bootstrap: str, model: Path, rate: float, seconds: float, partitions: int, out: Path) -> dict:
+def latency_run(
+    bootstrap: str, model: Path, rate: float, seconds: float, partitions: int, out: Path, parse_processes: int = 0
+) -> dict:
     from confluent_kafka import Consumer, Producer
 
     from loggen.hdfs import generate_hdfs
@@ -216,7 +222,8 @@ def latency_run(bootstrap: str, model: Path, rate: float, seconds: float, partit
     create_topic(bootstrap, scores_topic, 1)
     port = free_port()
     env = worker_env(app_id, topic, model, port, out / "data" / app_id, LOGBERT_PUBLISH_SCORES="1",
-                     LOGBERT_SCORES_TOPIC=scores_topic, LOGBERT_SESSION_IDLE_TIMEOUT=str(LATENCY_IDLE))  # fmt: skip
+                     LOGBERT_SCORES_TOPIC=scores_topic, LOGBERT_SESSION_IDLE_TIMEOUT=str(LATENCY_IDLE),
+                     LOGBERT_PARSE_PROCESSES=str(parse_processes))  # fmt: skip
     published: dict[str, float] = {}  # session -> when its last score was published
     stop = threading.Event()
 
@@ -286,13 +293,14 @@ def main() -> None:
         "--latency-rate", type=float, default=0.0, help="lines/s (default: half of (c)'s one-line rate)"
     )
     parser.add_argument("--skip", default="", help="comma-separated: kafka, faust, two-workers, shipper, latency")
+    parser.add_argument("--parse-processes", type=int, default=0, help="LOGBERT_PARSE_PROCESSES of the workers")
     parser.add_argument("--out", type=Path, default=Path("bench-output"))
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     lines, model = prepare(args.out, args.lines)
-    results: dict = {"lines": len(lines), "cpus": os.cpu_count()}
+    results: dict = {"lines": len(lines), "cpus": os.cpu_count(), "parse_processes": args.parse_processes}
     with ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
             local_kafka(args.out / "kafka")).bootstrap  # fmt: skip
@@ -315,25 +323,30 @@ def main() -> None:
                 print(
                     f"  (b) faust    {row['b_faust']['lines'] / row['b_faust']['seconds']:>10.0f} lines/s", flush=True
                 )
-            row["c_pipeline"] = pipeline_run(bootstrap, topic, model, len(lines), 1, args.out)
+            row["c_pipeline"] = pipeline_run(bootstrap, topic, model, len(lines), 1, args.out, args.parse_processes)
             print(f"  (c) pipeline {row['c_pipeline']['lines'] / row['c_pipeline']['seconds']:>10.0f} lines/s "
                   f"({row['c_pipeline']})", flush=True)  # fmt: skip
             if "two-workers" not in skip:
-                row["c_two_workers"] = pipeline_run(bootstrap, topic, model, len(lines), 2, args.out)
+                row["c_two_workers"] = pipeline_run(
+                    bootstrap, topic, model, len(lines), 2, args.out, args.parse_processes
+                )
                 print(f"  (c) 2 workers {row['c_two_workers']['lines'] / row['c_two_workers']['seconds']:>9.0f} "
                       f"lines/s ({row['c_two_workers']})", flush=True)  # fmt: skip
             results[variant] = row
         if "latency" not in skip:
             one = results.get("one line per message", {}).get("c_pipeline")
             rate = args.latency_rate or one["lines"] / one["seconds"] / 2
-            results["latency"] = latency_run(bootstrap, model, rate, args.latency_seconds, args.partitions, args.out)
+            results["latency"] = latency_run(
+                bootstrap, model, rate, args.latency_seconds, args.partitions, args.out, args.parse_processes
+            )
             print(f"\nlatency at {rate:.0f} lines/s: {results['latency']}", flush=True)
     (args.out / "pipeline.json").write_text(json.dumps(results, indent=1))
     summarise(results)
 
 
 def summarise(results: dict) -> None:
-    print(f"\n{results['lines']} generated HDFS-like lines, {results['cpus']} CPUs")
+    print(f"\n{results['lines']} generated HDFS-like lines, {results['cpus']} CPUs, "
+          f"LOGBERT_PARSE_PROCESSES={results['parse_processes']} (worker RSS excludes parse processes)")  # fmt: skip
     print(f"{'input':<24} {'(a) kafka':>10} {'(b) faust':>10} {'(c) 1 worker':>12} {'(c) 2 workers':>13} "
           f"{'c/b':>5} {'c/a':>6} {'2w/1w':>6}")  # fmt: skip
     for variant, row in results.items():

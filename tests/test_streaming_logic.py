@@ -96,7 +96,7 @@ def test_random_messages_through_parse_and_window_stages(values):
 def test_parse_processes_read_every_message_as_the_event_loop_does():
     """Lines read in child processes (LOGBERT_PARSE_PROCESSES) give the same parse result, rejected
     messages, unseen lines, JSON envelopes and cut lines included, whatever the shares."""
-    from streaming.line_reader import ParseProcesses
+    from streaming.parse_processes import ParseProcesses
     from streaming.stages import RawMessage
 
     values = [_hdfs_line(f"081109 2035{n % 60:02d}", f"blk_{n % 7}").encode() for n in range(300)]
