@@ -160,7 +160,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(trained_model, generated_hdfs,
             **{k: v for k, v in result.items() if k not in ("alerted", "flagged")})  # fmt: skip
     assert 0 < parsed_before_kill < lines, "the kill must fall mid-stream"
     assert all(alive)
-    if result["lost"]:  # what the next look at this needs: see README, "Open" under Reliability
+    if result["lost"]:  # where the lost sequences sit, for whoever looks next (README, Reliability)
         print(
             f"[reliability] unscored sequences by (partition, offset) of {app_id}-sequences: "
             f"{where_unscored(bootstrap, f'{app_id}-sequences', scores)}; committed at the kill: {committed_at_kill}"
