@@ -23,6 +23,7 @@ class WorkerObserver:
         self.settings = settings
         self.watch = ProgressWatch(settings.stuck_after)
         self.model_loaded = False
+        self.parsed: dict[str, int] = {}  # raw partition ("topic/partition") -> the last offset parsed
         self.model_error: str | None = None
         self.pipeline = None
         self.stuck: list[PartitionProgress] = []
@@ -74,9 +75,10 @@ class WorkerObserver:
 
     def reading(self, app, last_offsets: dict[str, int]) -> tuple[list[str], set[str]]:
         """This worker's raw partitions, and those with records still unread once the offsets in
-        `last_offsets` ({"topic/partition": offset}) are processed, as the consumer last heard
-        from the broker. A partition not fetched from yet counts as unread."""
+        `last_offsets` ({"topic/partition": offset}, about to be parsed) are, as the consumer last
+        heard from the broker. A partition not fetched from yet counts as unread."""
         consumer = app.consumer
+        self.parsed.update(last_offsets)
         mine, waiting = [], set()
         for tp in self._raw_tps(app):
             origin = f"{tp.topic}/{tp.partition}"
@@ -85,10 +87,19 @@ class WorkerObserver:
                 highwater = consumer.highwater(tp)
             except Exception:  # revoked while we looked
                 highwater = None
-            position = max(processed_up_to(consumer, tp), last_offsets.get(origin, -1) + 1)
-            if highwater is None or highwater > position:
+            if highwater is None or highwater > self.next_to_parse(consumer, tp):
                 waiting.add(origin)
+        for origin in set(self.parsed) - set(mine):  # revoked: a later owner of it starts from its commit
+            del self.parsed[origin]
         return mine, waiting
+
+    def next_to_parse(self, consumer, tp) -> int:
+        """The next offset of tp this worker has yet to parse: one past the last one parsed, or the
+        committed offset (where a newly assigned partition starts). Not Faust's read offset: Faust
+        reads ahead into the stream's buffer while a batch is being parsed."""
+        parsed = self.parsed.get(f"{tp.topic}/{tp.partition}")
+        committed = getattr(consumer, "_committed_offset", {}).get(tp)
+        return max(parsed + 1 if parsed is not None else 0, committed if committed is not None else 0)
 
     async def input_caught_up(self, app) -> bool:
         """Has this worker read everything the broker holds on its raw partitions? False when the
@@ -102,7 +113,7 @@ class WorkerObserver:
         except Exception as error:  # timeouts and broker errors alike: not known to be caught up
             log.info("input quiet but the broker did not confirm its end offsets (%s): open sessions wait", error)
             return False
-        return all(processed_up_to(consumer, tp) >= ends.get(tp, 0) for tp in mine)
+        return all(self.next_to_parse(consumer, tp) >= ends.get(tp, 0) for tp in mine)
 
     def health(self) -> Health:
         return Health(self.model_loaded, self.model_error, self.assigned, list(self.stuck))
@@ -128,11 +139,3 @@ class WorkerObserver:
             if isinstance(value, dict) and value.get("partition") in actives and not is_ended(value):
                 count += len(value["windows"]) if "windows" in value else 1
         return count
-
-
-def processed_up_to(consumer, tp) -> int:
-    """The next offset this worker has yet to process on tp, from Faust's own records: one past the
-    last message read, or the committed offset (what a newly assigned partition starts from)."""
-    read = getattr(consumer, "_read_offset", {}).get(tp)
-    committed = getattr(consumer, "_committed_offset", {}).get(tp)
-    return max(read + 1 if read is not None else 0, committed if committed is not None else 0)

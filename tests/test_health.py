@@ -128,10 +128,24 @@ def test_a_partition_taken_over_after_its_input_ended_counts_as_caught_up():
             return {tp: self.assigned[tp][1] for tp in tps}
 
     consumer = Consumer({raw: (5000, 5000)})
-    consumer._read_offset = {}
     app = SimpleNamespace(consumer=consumer)
     assert asyncio.run(observer.input_caught_up(app))
     consumer._committed_offset = {raw: 4000}
     assert not asyncio.run(observer.input_caught_up(app))  # 1,000 records wait
-    consumer._read_offset = {raw: 4999}
+    consumer._read_offset = {raw: 4999}  # read into the stream's buffer, not parsed yet
+    assert not asyncio.run(observer.input_caught_up(app))
+    observer.reading(app, {"logs-raw/0": 4999})  # the batch up to 4999 is being parsed
     assert asyncio.run(observer.input_caught_up(app))
+
+
+def test_records_read_ahead_into_the_stream_buffer_still_count_as_unread():
+    """While a batch is parsed, Faust reads on into the stream's buffer: those records have not
+    been parsed, so their partition still holds event time back."""
+    settings = StreamSettings(input_topics=("logs-raw",))
+    observer = WorkerObserver(settings)
+    raw = TP("logs-raw", 0)
+    consumer = FakeConsumer({raw: (0, 5000)})
+    consumer._read_offset = {raw: 4999}  # everything read into the buffer
+    app = SimpleNamespace(consumer=consumer)
+    assert observer.reading(app, {"logs-raw/0": 999}) == (["logs-raw/0"], {"logs-raw/0"})
+    assert observer.reading(app, {"logs-raw/0": 4999}) == (["logs-raw/0"], set())
