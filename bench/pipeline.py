@@ -1,6 +1,6 @@
 """End-to-end throughput and latency through a real Kafka broker on loopback.
 
-    scripts/venv.sh python bench/pipeline.py [--lines 1000000] [--shipper-lines 500] [--parse-processes 0]
+    scripts/venv.sh python bench/pipeline.py [--lines 1000000] [--shipper-lines 500] [--parse-processes N]
                                              [--out bench-output]
 
 Generated HDFS-like lines are produced to a raw topic first, once as one line per message and once
@@ -293,7 +293,8 @@ def main() -> None:
         "--latency-rate", type=float, default=0.0, help="lines/s (default: half of (c)'s one-line rate)"
     )
     parser.add_argument("--skip", default="", help="comma-separated: kafka, faust, two-workers, shipper, latency")
-    parser.add_argument("--parse-processes", type=int, default=0, help="LOGBERT_PARSE_PROCESSES of the workers")
+    parser.add_argument("--parse-processes", type=int, default=StreamSettings().parse_processes,
+                        help="LOGBERT_PARSE_PROCESSES of the workers (default: the worker's)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench-output"))
     args = parser.parse_args()
     args.out = args.out.resolve()

@@ -59,7 +59,10 @@ class StreamSettings:
     )  # fmt: skip
     parse_batch: int = env_setting("LOGBERT_PARSE_BATCH", "4000", "raw messages per parse batch", int)
     parse_processes: int = env_setting(
-        "LOGBERT_PARSE_PROCESSES", "0", "processes that parse lines beside the event loop (0: on the loop)", int
+        "LOGBERT_PARSE_PROCESSES",
+        "1",
+        "processes that read lines beside the event loop (0: on the loop, for one CPU)",
+        int,
     )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
     max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds a stage waits to fill a batch", float)

@@ -67,7 +67,9 @@ class ParseStage:
         if unread is None:  # one ordered input
             self.watermark = max(self.watermark, ts)
             return
-        self.origin_time[origin] = max(self.origin_time.get(origin, -math.inf), ts)
+        if ts <= self.origin_time.get(origin, -math.inf):
+            return  # nothing moved (lines of one second are common); a change of `unread` settles itself
+        self.origin_time[origin] = ts
         if origin in unread or not unread:
             self._settle(unread)
 
