@@ -33,15 +33,19 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         committed = await consumer.seek_to_committed()
         if self.app.conf.consumer_auto_offset_reset != "earliest":
             return committed
-        uncommitted = sorted(tp for tp, offset in committed.items() if not offset and not is_changelog(tp.topic))
-        if uncommitted:
-            positions = {tp: position_or_none(consumer, tp) for tp in uncommitted}
+        uncommitted = [tp for tp, offset in committed.items() if not offset and not is_changelog(tp.topic)]
+        # Only partitions already read past the start; the rest are there, or about to be reset
+        # there. A plain seek, not seek_to_beginning, which waits for a round trip: until this
+        # returns, Faust skips (and acks) what the fetcher hands it.
+        ahead = {tp: position for tp in uncommitted if (position := position_or_none(consumer, tp))}
+        if ahead:
             log.info(
                 "no offset committed yet on %s: reading from the beginning (positions were %s)",
-                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in uncommitted),
-                ", ".join(str(positions[tp]) for tp in uncommitted),
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(ahead)),
+                ", ".join(str(ahead[tp]) for tp in sorted(ahead)),
             )
-            await consumer.seek_to_beginning(*uncommitted)
+            for tp in ahead:
+                consumer.seek(tp, 0)  # below the log start, auto_offset_reset=earliest takes it to the start
         return committed
 
 
