@@ -60,8 +60,8 @@ class StreamSettings:
     parse_batch: int = env_setting("LOGBERT_PARSE_BATCH", "4000", "raw messages per parse batch", int)
     parse_processes: int = env_setting(
         "LOGBERT_PARSE_PROCESSES",
-        "1",
-        "processes that read lines beside the event loop (0: on the loop, for one CPU)",
+        "0",
+        "processes that read lines beside the event loop (0: on the loop)",
         int,
     )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
