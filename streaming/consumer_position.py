@@ -1,11 +1,11 @@
 """Faust's "seek back to committed offsets", made to hold for partitions with nothing committed.
 
-Faust drops records it has already fetched when a rebalance starts mid-batch, or when their
-partition is paused, and then seeks every partition back to its committed offset. aiokafka's
-`seek_to_committed` skips a partition whose committed offset is missing or 0, so there the
-position stayed past the dropped records and they were never read: a worker killed before its
-group's first commit on a partition lost the last messages it had written there. Seeking such
-partitions to their beginning is what `auto_offset_reset=earliest` promises.
+While a new member restores its tables, Faust already fetches; records of stream partitions it
+is handed then are dropped, and Faust seeks every partition back to its committed offset.
+aiokafka's `seek_to_committed` skips a partition whose committed offset is missing or 0, so
+there the position stayed past the dropped records and they were never read: a worker killed
+before its group's first commit on a partition lost the last messages it had written there.
+Seeking such partitions to their beginning is what `auto_offset_reset=earliest` promises.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import sys
 from asyncio.subprocess import PIPE
@@ -16,23 +15,17 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import BinaryIO, Protocol, TypeVar
+from typing import BinaryIO
 
 import orjson
 
 from streaming.line_reader import LineReader, MessageRead, ReaderConfig
 from streaming.messages import Rejected
+from streaming.stages import RawMessage
 
 log = logging.getLogger("logbert.parse")
 
 NONE_LENGTH = 0xFFFFFFFF  # a value of None (a Kafka tombstone)
-
-
-class HasValue(Protocol):
-    value: bytes | None
-
-
-RawMessageLike = TypeVar("RawMessageLike", bound=HasValue)
 
 
 def encode_values(values: list[bytes | None]) -> bytes:
@@ -68,9 +61,9 @@ def decode_reads(data: bytes) -> list[MessageRead]:
     return [(None if p is None else Rejected(p[0], base64.b64decode(p[1])), lines) for p, lines in orjson.loads(data)]
 
 
-def _write_frame(out: BinaryIO, payload: bytes) -> None:
-    out.write(len(payload).to_bytes(8, "big") + payload)
-    out.flush()
+def frame(payload: bytes) -> bytes:
+    """One frame on a pipe, either way: an 8-byte length, then the payload."""
+    return len(payload).to_bytes(8, "big") + payload
 
 
 def _read_frame(source: BinaryIO) -> bytes | None:
@@ -86,9 +79,10 @@ def child_main() -> None:
     config = _read_frame(source)
     if config is None:
         return
-    reader = LineReader.from_config(ReaderConfig(**json.loads(config)))
+    reader = LineReader.from_config(ReaderConfig(**orjson.loads(config)))
     while (values := _read_frame(source)) is not None:
-        _write_frame(out, encode_reads(reader.read(decode_values(values))))
+        out.write(frame(encode_reads(reader.read(decode_values(values)))))
+        out.flush()
 
 
 class _Child:
@@ -100,7 +94,7 @@ class _Child:
         self.answers = asyncio.create_task(self._read_answers())
 
     def send(self, payload: bytes) -> asyncio.Future:
-        self.process.stdin.write(len(payload).to_bytes(8, "big") + payload)
+        self.process.stdin.write(frame(payload))
         future = asyncio.get_running_loop().create_future()
         self.pending.append(future)
         return future
@@ -128,7 +122,7 @@ class ParseProcesses:
 
     def __init__(self, reader: LineReader, processes: int) -> None:
         self.processes = processes
-        self.config = json.dumps(asdict(reader.config)).encode()
+        self.config = orjson.dumps(asdict(reader.config))
         self.children: list[_Child] = []
 
     async def _start(self) -> None:
@@ -137,7 +131,7 @@ class ParseProcesses:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "streaming.parse_processes", stdin=PIPE, stdout=PIPE, cwd=root
             )
-            process.stdin.write(len(self.config).to_bytes(8, "big") + self.config)
+            process.stdin.write(frame(self.config))
             self.children.append(_Child(process))
         log.info("parsing in %d processes beside the event loop (pids %s)", self.processes,
                  ", ".join(str(c.process.pid) for c in self.children))  # fmt: skip
@@ -173,8 +167,8 @@ class ParseProcesses:
 
 
 async def read_in_turn(
-    parts: list[list[RawMessageLike]], processes: ParseProcesses | None
-) -> AsyncIterator[tuple[int, list[RawMessageLike], list[MessageRead] | None]]:
+    parts: list[list[RawMessage]], processes: ParseProcesses | None
+) -> AsyncIterator[tuple[int, list[RawMessage], list[MessageRead] | None]]:
     """Each part's index, the part and its lines read (None: to be read on the loop). With
     processes, the next part is read in them while the caller works on this one."""
     if processes is None:
