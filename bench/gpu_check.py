@@ -48,12 +48,13 @@ def fp16_model(model_path: Path, out: Path) -> Path:
     return out
 
 
-def bound_rate(session, tokens: np.ndarray, seconds: float) -> float:
-    """Rows/s through I/O binding: the input copied to the GPU once, outputs left there."""
+def bound_rate(session, inputs: tuple[np.ndarray, ...], seconds: float) -> float:
+    """Rows/s through I/O binding: the inputs copied to the GPU once, outputs left there."""
     import onnxruntime as ort
 
     binding = session.io_binding()
-    binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(tokens, "cuda", 0))
+    for spec, value in zip(session.get_inputs(), inputs):
+        binding.bind_ortvalue_input(spec.name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
     for output in session.get_outputs():
         binding.bind_output(output.name, "cuda")
     session.run_with_iobinding(binding)  # warm-up (CUDA kernels, memory arena)
@@ -62,7 +63,7 @@ def bound_rate(session, tokens: np.ndarray, seconds: float) -> float:
         session.run_with_iobinding(binding)
         runs += 1
     binding.synchronize_outputs()
-    return runs * len(tokens) / (time.perf_counter() - started)
+    return runs * len(inputs[0]) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -90,16 +91,19 @@ def main() -> None:
         half = ort.InferenceSession(str(fp16_model(args.model / "model.onnx", Path(tmp) / "fp16.onnx")),
                                     providers=["CUDAExecutionProvider"])  # fmt: skip
         sessions["fp16"] = half
-        half_detector = Detector(gpu.config, gpu.vocabulary, lambda t: tuple(half.run(None, {"tokens": t})), "cuda")
+        names = [i.name for i in half.get_inputs()]
+        half_forward = lambda *inputs: tuple(half.run(None, dict(zip(names, inputs))))  # noqa: E731
+        half_detector = Detector(gpu.config, gpu.vocabulary, half_forward, "cuda")
         half_differ = sum(half_detector.is_anomalous(a) != cpu.is_anomalous(b)
                           for a, b in zip(half_detector.score(sequences), on_cpu))  # fmt: skip
         print(f"fp16: {half_differ} decisions differ from CPU fp32")
         print(f"{'batch':>6} {'rows':>6} {'fp32 model seq/s':>17} {'fp16 model seq/s':>17} {'scorer seq/s':>13}")
         for batch in map(int, args.batches.split(",")):
             chosen = [sequences[i % len(sequences)] for i in range(batch)]
-            tokens = model_input(chosen, gpu.settings)
+            tokens, positions = model_input(chosen, gpu.settings)
             per_sequence = len(tokens) / batch
-            model_rates = {k: bound_rate(s, tokens, args.seconds) / per_sequence for k, s in sessions.items()}
+            model_rates = {k: bound_rate(s, (tokens, positions), args.seconds) / per_sequence
+                           for k, s in sessions.items()}  # fmt: skip
             runs, started = 0, time.perf_counter()
             while time.perf_counter() - started < args.seconds:
                 gpu.score(chosen)

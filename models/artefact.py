@@ -1,7 +1,7 @@
 """The model directory: plain files only (ONNX, JSON), validated before use.
 
 MODEL_DIR/
-  model.onnx       the exported encoder (tokens -> logits, dist)
+  model.onnx       the serving graph (tokens, positions -> logits there, DIST vectors)
   config.json      every setting: model, training, input grouping, detection thresholds, centre
   templates.json   the frozen vocabulary (drain templates or event ids)
   baselines.json   training key sets, for the simple baseline rules

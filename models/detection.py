@@ -19,8 +19,9 @@ import numpy as np
 
 from models.vocab import DIST, MASK, OPEN, PAD, UNK, UNPREDICTABLE, UNSEEN_KEY, keys_to_tokens, token_to_key
 
-# tokens (batch, length) int64 -> logits (batch, length, vocab) float32, dist (batch, d) float32
-ForwardFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# tokens (batch, length) int64, positions (batch, queries) int64
+#   -> logits at those positions (batch, queries, vocab) float32, DIST vectors (batch, d) float32
+ForwardFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -111,8 +112,9 @@ def _plan_rows(sequences: list[list[int]], settings: DetectionSettings) -> _Rows
                  np.array(offsets, dtype=np.int64), np.array(lengths, dtype=np.int64))  # fmt: skip
 
 
-def _batch_tokens(rows: _Rows, batch: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """The padded model input of these rows, and the same without masks (the true tokens)."""
+def _batch_tokens(rows: _Rows, batch: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The padded model input of these rows, the same without masks (the true tokens), and the
+    positions whose logits the rule reads: each row's masked positions (0 fills the rest)."""
     width = max(len(rows.chunk_tokens[c]) for c in rows.chunk[batch])
     original = np.full((len(batch), width), PAD, dtype=np.int64)
     for i, c in enumerate(rows.chunk[batch]):
@@ -123,13 +125,19 @@ def _batch_tokens(rows: _Rows, batch: np.ndarray, stride: int) -> tuple[np.ndarr
     limit = rows.maskable[rows.chunk[batch]][:, None]
     to_mask = (pattern >= 0) & (positions >= 1) & (positions <= limit) & ((positions - 1) % stride == pattern)
     tokens[to_mask] = MASK
-    return tokens, original
+    row_index, masked_at = np.nonzero(to_mask)
+    per_row = np.bincount(row_index, minlength=len(batch))
+    column = np.arange(len(row_index)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    positions = np.zeros((len(batch), max(1, int(per_row.max(initial=0)))), dtype=np.int64)
+    positions[row_index, column] = masked_at
+    return tokens, original, positions
 
 
-def model_input(sequences: list[list[int]], settings: DetectionSettings) -> np.ndarray:
-    """Every row the rule runs through the model for these sequences, as one padded token matrix."""
+def model_input(sequences: list[list[int]], settings: DetectionSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Every row the rule runs through the model for these sequences: tokens and positions."""
     rows = _plan_rows(sequences, settings)
-    return _batch_tokens(rows, np.arange(len(rows.chunk)), settings.mask_stride)[0]
+    tokens, _, positions = _batch_tokens(rows, np.arange(len(rows.chunk)), settings.mask_stride)
+    return tokens, positions
 
 
 @dataclass
@@ -168,9 +176,9 @@ def score_sequences(
     order = np.argsort(widths, kind="stable")
     for start in range(0, len(order), settings.batch_rows):
         batch = order[start : start + settings.batch_rows]
-        tokens, original = _batch_tokens(rows, batch, settings.mask_stride)
-        logits, dist = forward(tokens)
-        _accumulate(rows, batch, tokens, original, logits, dist, centre, settings, totals)
+        tokens, original, positions = _batch_tokens(rows, batch, settings.mask_stride)
+        logits, dist = forward(tokens, positions)
+        _accumulate(rows, batch, original, positions, logits, dist, centre, settings, totals)
 
     flagged = np.ones(len(sequences), dtype=bool) if explain_all else _flagged(totals, settings)
     missed = _explanations(totals, flagged, settings)
@@ -225,18 +233,19 @@ def _explanations(totals: _Totals, flagged: np.ndarray, settings: DetectionSetti
     return out
 
 
-def _accumulate(rows: _Rows, batch: np.ndarray, tokens: np.ndarray, original: np.ndarray, logits: np.ndarray,
+def _accumulate(rows: _Rows, batch: np.ndarray, original: np.ndarray, asked: np.ndarray, logits: np.ndarray,
                 dist: np.ndarray, centre: np.ndarray, settings: DetectionSettings, totals: _Totals) -> None:  # fmt: skip
     chunk = rows.chunk[batch]
     unmasked = rows.pattern[batch] < 0
     np.add.at(totals.distance_sum, rows.owner[chunk[unmasked]], np.linalg.norm(dist[unmasked] - centre, axis=1))
-    row_index, positions = np.nonzero(tokens == MASK)
+    row_index, column = np.nonzero(asked)  # the masked positions (never 0, the DIST token)
     if not len(row_index):
         return
+    positions = asked[row_index, column]
     owners = rows.owner[chunk[row_index]]
     truth = original[row_index, positions]
     sequence_positions = rows.offset[chunk[row_index]] + positions - 1
-    selected = logits[row_index, positions].astype(np.float64)  # (M, vocab)
+    selected = logits[row_index, column].astype(np.float64)  # (M, vocab)
     selected[:, UNPREDICTABLE] = -np.inf  # only END and real log keys can be predicted
     log_norm = np.logaddexp.reduce(selected, axis=1)
     is_unseen = truth == UNK

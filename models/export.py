@@ -1,46 +1,34 @@
-"""ONNX export of a trained LogBERT with dynamic batch and sequence axes."""
+"""Export of a trained LogBERT to the serving ONNX graph, and its torch-eager counterpart."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
 
 from models.logbert import LogBERT
-from models.vocab import DIST, N_SPECIAL
-
-ONNX_OPSET = 17
-INPUT_NAME = "tokens"
-OUTPUT_NAMES = ("logits", "dist")
+from models.serving_graph import serving_graph
 
 
 def export_onnx(model: LogBERT, path: Path) -> None:
     model.eval()
-    example = torch.full((2, 8), N_SPECIAL, dtype=torch.int64)
-    example[:, 0] = DIST
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
-        dynamic_axes={
-            INPUT_NAME: {0: "batch", 1: "length"},
-            "logits": {0: "batch", 1: "length"},
-            "dist": {0: "batch"},
-        },
-        opset_version=ONNX_OPSET,
-        dynamo=False,
-    )
+    weights = {name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()}
+    config = model.config
+    graph = serving_graph(weights, config.n_layer, config.n_head, config.d_model, config.vocab_size,
+                          eps=model.ln_final.eps)  # fmt: skip
+    onnx.save(graph, str(path))
 
 
 def torch_forward(model: LogBERT):
-    """The torch-eager counterpart of OnnxScorer: same inputs, same outputs, as numpy."""
+    """The plain torch-eager counterpart of OnnxScorer: the whole model at every position, then
+    the logits at the asked positions picked out; same inputs, same outputs, as numpy."""
     model.eval()
 
     @torch.no_grad()
-    def forward(tokens):
+    def forward(tokens: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, dist = model(torch.from_numpy(tokens))
-        return logits.numpy(), dist.numpy()
+        return np.take_along_axis(logits.numpy(), positions[:, :, None], axis=1), dist.numpy()
 
     return forward

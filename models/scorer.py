@@ -33,7 +33,9 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
 
 
 class OnnxScorer:
-    """Runs tokens (batch, length) int64 through the model; returns logits and DIST vectors."""
+    """Runs tokens (batch, length) int64 through the model; returns the logits at the asked
+    positions (batch, queries) and the DIST vectors. A graph exported before the serving graph
+    (tokens only, logits everywhere) still works: its logits are picked out here."""
 
     def __init__(self, model_path: Path, provider: str = "auto", threads: int | None = None) -> None:
         provider = (provider or "auto").lower()
@@ -44,7 +46,9 @@ class OnnxScorer:
         self.model_path = Path(model_path)
         self.session = self._open(provider, threads)
         self.provider = self.session.get_providers()[0]
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        if len(self.input_names) not in (1, 2):
+            raise ValueError(f"{model_path} takes inputs {self.input_names}, not (tokens[, positions])")
 
     def _open(self, provider: str, threads: int | None) -> ort.InferenceSession:
         wants_cuda = provider == "cuda" or (
@@ -74,15 +78,23 @@ class OnnxScorer:
 
     @staticmethod
     def _smoke_test(session: ort.InferenceSession) -> bool:
-        tokens = np.array([[DIST, N_SPECIAL]], dtype=np.int64)
+        feed = dict(
+            zip(
+                [i.name for i in session.get_inputs()],
+                (np.array([[DIST, N_SPECIAL]], dtype=np.int64), np.array([[0, 1]], dtype=np.int64)),
+            )
+        )
         try:
-            session.run(None, {session.get_inputs()[0].name: tokens})
+            session.run(None, feed)
             return True
         except Exception:
             return False
 
-    def __call__(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, dist = self.session.run(None, {self.input_name: tokens})
+    def __call__(self, tokens: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.input_names) == 1:
+            logits, dist = self.session.run(None, {self.input_names[0]: tokens})
+            return np.take_along_axis(logits, positions[:, :, None], axis=1), dist
+        logits, dist = self.session.run(None, dict(zip(self.input_names, (tokens, positions))))
         return logits, dist
 
 

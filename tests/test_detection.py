@@ -12,8 +12,8 @@ VOCAB = N_SPECIAL + 4  # four log keys
 def always_predicts(key: int):
     """A forward function whose top prediction is always `key`, then END, then the other keys in order."""
 
-    def forward(tokens: np.ndarray):
-        logits = np.zeros((*tokens.shape, VOCAB), dtype=np.float32)
+    def forward(tokens: np.ndarray, positions: np.ndarray):
+        logits = np.zeros((*positions.shape, VOCAB), dtype=np.float32)
         logits[..., N_SPECIAL + key] = 10.0
         logits[..., END] = 5.0
         return logits, np.ones((tokens.shape[0], 3), dtype=np.float32)
@@ -22,9 +22,9 @@ def always_predicts(key: int):
 
 
 def recording_forward(seen: list):
-    def forward(tokens):
+    def forward(tokens, positions):
         seen.append(tokens.copy())
-        return always_predicts(0)(tokens)
+        return always_predicts(0)(tokens, positions)
 
     return forward
 
@@ -79,9 +79,9 @@ def test_scores_do_not_depend_on_the_batch():
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(VOCAB, VOCAB)).astype(np.float32)
 
-    def forward(tokens):
+    def forward(tokens, positions):
         logits = weights[tokens] + np.cumsum(weights[tokens], axis=1) * 0.1
-        return logits, logits[:, 0, :3]
+        return np.take_along_axis(logits, positions[:, :, None], axis=1), logits[:, 0, :3]
 
     sequences = [[int(k) for k in rng.integers(0, 4, size=n)] + [END_KEY] for n in (3, 9, 1, 15)]
     together = score_sequences(sequences, forward, np.zeros(3), settings(top_g=2, batch_rows=3))
@@ -129,7 +129,7 @@ def test_the_detector_scores_each_distinct_sequence_once(trained_model):
     detector = Detector.load(trained_model, "cpu")
     rows_seen: list[int] = []
     forward = detector.forward
-    detector.forward = lambda tokens: (rows_seen.append(len(tokens)), forward(tokens))[1]
+    detector.forward = lambda tokens, positions: (rows_seen.append(len(tokens)), forward(tokens, positions))[1]
     a, b = [0, 1, 2, END_KEY], [0, 0, UNSEEN_KEY, OPEN_KEY]
     together = detector.score([a, b, a, a])
     rows_for_two = sum(rows_seen)

@@ -44,6 +44,45 @@ def test_padding_does_not_change_real_positions():
     assert torch.allclose(da, db, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_layer", [1, 3])
+def test_the_serving_graph_computes_the_torch_model_at_the_asked_positions(tmp_path, n_layer):
+    torch.manual_seed(n_layer)
+    model = LogBERT(LogBERTConfig(vocab_size=N_SPECIAL + 7, **{**TINY, "n_layer": n_layer})).eval()
+    rng = np.random.default_rng(n_layer)
+    lengths = [1, 2, 9, 20, 20, 5]
+    tokens = np.full((len(lengths), max(lengths)), PAD, dtype=np.int64)
+    positions = np.zeros((len(lengths), 4), dtype=np.int64)
+    for row, length in enumerate(lengths):
+        tokens[row, :length] = [DIST, *rng.integers(1, N_SPECIAL + 7, length - 1)]
+        positions[row] = rng.integers(0, length, 4)
+    export_onnx(model, tmp_path / "model.onnx")
+    logits, dist = OnnxScorer(tmp_path / "model.onnx", provider="cpu")(tokens, positions)
+    with torch.no_grad():
+        full_logits, full_dist = model(torch.from_numpy(tokens))
+    expected = np.take_along_axis(full_logits.numpy(), positions[:, :, None], axis=1)
+    assert logits.shape == expected.shape and np.abs(logits - expected).max() < 1e-5
+    assert np.abs(dist - full_dist.numpy()).max() < 1e-5
+
+
+def test_a_graph_exported_with_logits_everywhere_still_scores_the_same(tmp_path):
+    """Model directories exported before the serving graph take tokens only."""
+    torch.manual_seed(4)
+    model = LogBERT(LogBERTConfig(vocab_size=N_SPECIAL + 5, **TINY)).eval()
+    export_onnx(model, tmp_path / "serving.onnx")
+    example = torch.full((2, 8), N_SPECIAL, dtype=torch.int64)
+    torch.onnx.export(model, (example,), str(tmp_path / "legacy.onnx"), input_names=["tokens"],
+                      output_names=["logits", "dist"], opset_version=17, dynamo=False,
+                      dynamic_axes={"tokens": {0: "batch", 1: "length"}, "logits": {0: "batch", 1: "length"},
+                                    "dist": {0: "batch"}})  # fmt: skip
+    settings = DetectionSettings(top_g=2, mask_stride=3, max_len=TINY["max_len"])
+    sequences = _toy_sequences(20, 5) + [[0, 1, *([2, 3] * 30), END_KEY]]
+    scores = [score_sequences(sequences, OnnxScorer(tmp_path / name, provider="cpu"), np.zeros(TINY["d_model"]),
+                              settings, explain_all=True) for name in ("serving.onnx", "legacy.onnx")]  # fmt: skip
+    assert [(s.masked, s.misses) for s in scores[0]] == [(s.masked, s.misses) for s in scores[1]]
+    assert [[m.expected for m in s.missed] for s in scores[0]] == [[m.expected for m in s.missed] for s in scores[1]]
+    assert np.allclose([s.max_surprise for s in scores[0]], [s.max_surprise for s in scores[1]], atol=1e-5)
+
+
 def _toy_sequences(n: int, seed: int) -> list[list[int]]:
     rng = np.random.default_rng(seed)
     return [[0, 1, *([2, 3] * int(rng.integers(1, 4))), 4, END_KEY] for _ in range(n)]
@@ -76,14 +115,13 @@ def _assert_parity(model: LogBERT, sequences: list[list[int]], path, top_g: int)
     # logits on the very batches the detector builds
     captured = []
 
-    def both(tokens):
-        a, da = onnx_forward(tokens)
-        b, db = eager(tokens)
+    def both(tokens, positions):
+        a, da = onnx_forward(tokens, positions)
+        b, db = eager(tokens, positions)
         captured.append((np.abs(a - b).max(), np.abs(da - db).max()))
-        real = tokens != PAD
-        top_onnx = np.sort(np.argsort(-a, axis=-1)[..., :top_g], axis=-1)[real]
-        top_torch = np.sort(np.argsort(-b, axis=-1)[..., :top_g], axis=-1)[real]
-        assert np.array_equal(top_onnx, top_torch)  # the same top-g set at every real position
+        top_onnx = np.sort(np.argsort(-a, axis=-1)[..., :top_g], axis=-1)
+        top_torch = np.sort(np.argsort(-b, axis=-1)[..., :top_g], axis=-1)
+        assert np.array_equal(top_onnx, top_torch)  # the same top-g set at every asked position
         return a, da
 
     onnx_scores = score_sequences(sequences, both, np.zeros(model.config.d_model), settings)
