@@ -171,11 +171,7 @@ def score_sequences(
     rows = _plan_rows(sequences, settings)
     totals = _Totals(len(sequences))
     chunks_per_seq = np.bincount(rows.owner, minlength=len(sequences))
-    # Rows of similar length share a batch, so padding stays small.
-    widths = np.array([len(rows.chunk_tokens[c]) for c in rows.chunk], dtype=np.int64)
-    order = np.argsort(widths, kind="stable")
-    for start in range(0, len(order), settings.batch_rows):
-        batch = order[start : start + settings.batch_rows]
+    for batch in _batches(rows, settings.batch_rows):
         tokens, original, positions = _batch_tokens(rows, batch, settings.mask_stride)
         logits, dist = forward(tokens, positions)
         _accumulate(rows, batch, original, positions, logits, dist, centre, settings, totals)
@@ -203,6 +199,20 @@ def score_sequences(
             )
         )
     return scores
+
+
+def _batches(rows: _Rows, batch_rows: int) -> list[np.ndarray]:
+    """Rows in batches of at most batch_rows, shortest first; a batch never mixes rows whose
+    widths differ twofold or more (same power-of-two class), so padding stays under half a batch."""
+    widths = np.array([len(rows.chunk_tokens[c]) for c in rows.chunk], dtype=np.int64)
+    order = np.argsort(widths, kind="stable")
+    width_class = np.log2(widths[order]).astype(np.int64)
+    edges = np.flatnonzero(np.diff(width_class)) + 1
+    return [
+        group[start : start + batch_rows]
+        for group in np.split(order, edges)
+        for start in range(0, len(group), batch_rows)
+    ]
 
 
 def _missed_key(position, truth, probability, top) -> MissedKey:
