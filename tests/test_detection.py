@@ -139,3 +139,14 @@ def test_the_detector_scores_each_distinct_sequence_once(trained_model):
     assert [(s.masked, s.misses, s.max_surprise) for s in together] == [
         (s.masked, s.misses, s.max_surprise) for s in (alone[0], alone[1], alone[0], alone[0])
     ]
+
+
+def test_short_and_long_rows_are_not_padded_into_one_batch():
+    seen: list = []
+    sequences = [[0, END_KEY], [1] * 60 + [END_KEY], [2, 3, END_KEY]]
+    together = score_sequences(sequences, recording_forward(seen), np.zeros(3), settings(max_len=64, batch_rows=512))
+    alone = [score_sequences([s], always_predicts(0), np.zeros(3), settings(max_len=64))[0] for s in sequences]
+    assert [(s.masked, s.misses) for s in together] == [(s.masked, s.misses) for s in alone]
+    for tokens in seen:
+        shortest = (tokens != 0).sum(axis=1).min()
+        assert tokens.shape[1] < 2 * shortest  # a 3-token row never waits in a 62-wide batch
