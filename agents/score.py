@@ -49,7 +49,7 @@ async def run(stream, pipeline_factory, alerts_topic, scores_topic) -> None:
     # windowing on the event loop instead of stopping them.
     scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logbert-score")
     loop = asyncio.get_running_loop()
-    async for payloads in stream.take(pipeline.settings.score_batch, within=pipeline.settings.max_wait):
+    async for payloads in stream.take(pipeline.settings.score_batch, within=pipeline.settings.score_wait):
         started = time.perf_counter()
         results = await loop.run_in_executor(scoring, score_batch, pipeline, payloads)
         metrics.SCORING_SECONDS.observe(time.perf_counter() - started)

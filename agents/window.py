@@ -12,7 +12,7 @@ from streaming.messages import bounded_runs
 from streaming.stages import WindowStage, sequence_to_json
 from streaming.windows import ClosedSequence
 
-EXPIRY_STEP = 0.25  # s of event time between scans for idle sessions: a scan reads every open session
+EXPIRY_STEP = 0.1  # s of event time between expiry scans (each reads the due sessions only)
 MAX_KEYS_PER_MESSAGE = 50_000  # keys per sequences message: far below Kafka's 1 MB message limit
 
 

@@ -292,7 +292,12 @@ def main() -> None:
     parser.add_argument(
         "--latency-rate", type=float, default=0.0, help="lines/s (default: half of (c)'s one-line rate)"
     )
-    parser.add_argument("--skip", default="", help="comma-separated: kafka, faust, two-workers, shipper, latency")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: kafka, faust, two-workers, shipper, latency, "
+        "pipeline (every throughput run; give --latency-rate)",
+    )
     parser.add_argument("--parse-processes", type=int, default=StreamSettings().parse_processes,
                         help="LOGBERT_PARSE_PROCESSES of the workers (default: the worker's)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench-output"))
@@ -300,6 +305,8 @@ def main() -> None:
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
+    if "pipeline" in skip and not args.latency_rate and "latency" not in skip:
+        parser.error("--skip pipeline leaves no measured rate: give --latency-rate")
     lines, model = prepare(args.out, args.lines)
     results: dict = {"lines": len(lines), "cpus": os.cpu_count(), "parse_processes": args.parse_processes}
     with ExitStack() as stack:
@@ -307,7 +314,7 @@ def main() -> None:
             local_kafka(args.out / "kafka")).bootstrap  # fmt: skip
         for variant, per_message in (("one line per message", 1), (f"{args.shipper_lines} lines per message",
                                                                     args.shipper_lines)):  # fmt: skip
-            if per_message > 1 and "shipper" in skip:
+            if (per_message > 1 and "shipper" in skip) or "pipeline" in skip:
                 continue
             topic = unique("bench-raw")
             create_topic(bootstrap, topic, args.partitions)

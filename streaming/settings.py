@@ -65,7 +65,10 @@ class StreamSettings:
         int,
     )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
-    max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds a stage waits to fill a batch", float)
+    max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds the parse stage waits to fill a batch", float)
+    score_wait: float = env_setting(
+        "LOGBERT_SCORE_WAIT", "0.05", "seconds the scoring stage waits to fill a batch (part of alert latency)", float
+    )
     quiet_flush: float = env_setting(
         "LOGBERT_QUIET_FLUSH",
         "60",

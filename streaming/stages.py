@@ -7,6 +7,7 @@ Window: key events -> closed sequences, state in a mapping (a changelogged Faust
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import MutableMapping
@@ -45,6 +46,7 @@ class ParseResult:
 
 
 READER_SILENCE = 5.0  # s: a worker that sent nothing for this long no longer holds event time back
+FULL_SCAN_INTERVAL = 5.0  # s (wall clock) between expiry scans that read every open session of a partition
 MAX_FUTURE_SKEW = 3600.0  # seconds a line's timestamp may lead the wall clock before it is distrusted
 
 
@@ -144,6 +146,13 @@ class WindowStage:
         # parse, each at its own pace, and event time here must wait for the slowest of them.
         self.reported: dict[int, dict[str, tuple[float, float]]] = {}
         self.clock = time.time  # for messages that carry no send time
+        # Expiry index: per partition a heap of (end, session) for every write this worker made. The
+        # table stays the truth (an entry counts only while the session still ends there); sessions
+        # the table got another way (restored after a rebalance) are found by a full scan, made
+        # at a partition's first expiry and every FULL_SCAN_INTERVAL after it.
+        self.ends: dict[int, list[tuple[float, str]]] = {}
+        self.full_scan_at: dict[int, float] = {}
+        self.monotonic = time.monotonic
 
     def others_watermark(
         self, partition: int, origins: list[str], watermark: float | None, sent_at: float | None = None
@@ -226,7 +235,8 @@ class WindowStage:
                 local[session] = self.upgrade(stored)
             closed.extend(self.on_events(local, partition, session, fresh, stored.get("through") if stored else None))
             if session in local:
-                state[session] = {**local[session], "partition": partition, "vocab": self.vocabulary}
+                state[session] = value = {**local[session], "partition": partition, "vocab": self.vocabulary}
+                self.index(partition, session, value)
             else:
                 state[session] = {"ended": True, "through": through, "partition": partition}
         if newest != applied:  # the event-time watermark goes with it, so a new owner resumes from it
@@ -261,10 +271,35 @@ class WindowStage:
                 del state[session]
         return mine
 
+    def index(self, partition: int, session: str, value: dict) -> None:
+        heapq.heappush(self.ends.setdefault(partition, []), (value["end"], session))
+
+    def _due(self, state: MutableMapping[str, dict], partition: int, watermark: float) -> dict[str, dict]:
+        """The partition's sessions idle for the timeout, from the index: O(due), not O(open)."""
+        heap, due = self.ends.setdefault(partition, []), {}
+        while heap and watermark - heap[0][0] >= self.idle_timeout:
+            end, session = heapq.heappop(heap)
+            value = state.get(session)
+            if (
+                value is not None
+                and not is_ended(value)
+                and value.get("partition") == partition
+                and value["end"] == end
+            ):
+                due[session] = self.upgrade(value)
+        return due
+
     def expire(self, state: MutableMapping[str, dict], partition: int) -> list[ClosedSequence]:
         watermark = self.watermark.get(partition, -math.inf)
-        mine = self._sessions_of(state, partition)
-        closed = self.windower.expire(mine, watermark)
+        now = self.monotonic()
+        if now - self.full_scan_at.get(partition, -math.inf) >= FULL_SCAN_INTERVAL:
+            self.full_scan_at[partition] = now
+            candidates = self._sessions_of(state, partition)
+            self.ends[partition] = [(v["end"], s) for s, v in candidates.items()]
+            heapq.heapify(self.ends[partition])
+        else:
+            candidates = self._due(state, partition, watermark)
+        closed = self.windower.expire(candidates, watermark)
         for sequence in closed:
             state.pop(sequence.session, None)
         return closed
@@ -333,6 +368,9 @@ class TimeWindowStage(WindowStage):
         super().__init__(idle_timeout=size, max_keys=1, translator=translator)
         self.size, self.step = size, step
         self.late = 0
+
+    def index(self, partition: int, session: str, value: dict) -> None:
+        pass  # one value per source, each holding its windows: expire reads them all
 
     def on_events(
         self, state: MutableMapping[str, dict], partition: int, source: str, events: list[list],

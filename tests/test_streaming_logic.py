@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from models.detection import MissedKey, SequenceScore
 from streaming.alerts import alert_id, build_alert, load_schema
 from streaming.messages import MAX_LINE_BYTES, decode_value
+from streaming.stages import FULL_SCAN_INTERVAL, WindowStage
 from streaming.windows import ClosedSequence, SessionWindower
 
 
@@ -189,6 +190,52 @@ def test_sessions_close_on_event_time_idle_and_split_at_max_length():
     assert [(c.session, c.part, c.keys, c.closed) for c in closed] == [("a", 1, [5], True)]
     assert state == {}
     json.dumps(state)  # plain data, fit for a changelogged table
+
+
+class CountingTable(dict):
+    """A table that counts how often it is read whole."""
+
+    full_reads = 0
+
+    def items(self):
+        self.full_reads += 1
+        return super().items()
+
+    def __iter__(self):
+        self.full_reads += 1
+        return super().__iter__()
+
+
+def _stage_with_clock(idle_timeout: float) -> tuple[WindowStage, list[float]]:
+    stage, clock = WindowStage(idle_timeout=idle_timeout, max_keys=100), [0.0]
+    stage.monotonic = lambda: clock[0]
+    return stage, clock
+
+
+def test_expiry_between_full_scans_reads_only_the_due_sessions():
+    stage, _ = _stage_with_clock(10)
+    state = CountingTable()
+    stage.on_message(state, 0, {"a": [[1, 0.0, 0.0, "raw/0", 1]], "b": [[2, 5.0, 5.0, "raw/0", 2]]})
+    assert stage.expire(state, 0) == []  # the first expiry of a partition reads the whole table
+    full_reads = state.full_reads
+    stage.on_message(state, 0, {"c": [[3, 12.0, 12.0, "raw/0", 3]]})
+    assert [(c.session, c.keys) for c in stage.expire(state, 0)] == [("a", [1])]
+    stage.on_message(state, 0, {"a": [[4, 14.0, 14.0, "raw/0", 4]], "c": [[3, 16.0, 16.0, "raw/0", 5]]})
+    assert [(c.session, c.keys) for c in stage.expire(state, 0)] == [("b", [2])]
+    assert state.full_reads == full_reads  # with thousands of sessions open, each scan costs O(due)
+    assert stage.expire(state, 0) == [] and sorted(state) == ["\x00applied/0", "a", "c"]
+
+
+def test_a_session_the_table_got_from_elsewhere_is_expired_by_the_next_full_scan():
+    stage, clock = _stage_with_clock(10)
+    state: dict = {}
+    stage.on_message(state, 0, {"a": [[1, 0.0, 0.0, "raw/0", 1]]})
+    stage.expire(state, 0)
+    WindowStage(10, 100).on_message(state, 0, {"r": [[7, 1.0, 1.0, "raw/0", 2]]})  # as a changelog restore would
+    stage.on_message(state, 0, {"c": [[3, 20.0, 20.0, "raw/0", 3]]})
+    assert [c.session for c in stage.expire(state, 0)] == ["a"]
+    clock[0] += FULL_SCAN_INTERVAL
+    assert [(c.session, c.keys) for c in stage.expire(state, 0)] == [("r", [7])]
 
 
 def test_flush_emits_open_sessions_as_open():
