@@ -47,6 +47,7 @@ class ParseResult:
 
 READER_SILENCE = 5.0  # s: a worker that sent nothing for this long no longer holds event time back
 FULL_SCAN_INTERVAL = 5.0  # s (wall clock) between expiry scans that read every open session of a partition
+INDEX_COMPACT_AT = 1_000_000  # expiry index entries of a partition that make it drop its superseded ones
 MAX_FUTURE_SKEW = 3600.0  # seconds a line's timestamp may lead the wall clock before it is distrusted
 
 
@@ -152,6 +153,7 @@ class WindowStage:
         # at a partition's first expiry and every FULL_SCAN_INTERVAL after it.
         self.ends: dict[int, list[tuple[float, str]]] = {}
         self.full_scan_at: dict[int, float] = {}
+        self.compacted_size: dict[int, int] = {}
         self.monotonic = time.monotonic
 
     def others_watermark(
@@ -272,7 +274,16 @@ class WindowStage:
         return mine
 
     def index(self, partition: int, session: str, value: dict) -> None:
-        heapq.heappush(self.ends.setdefault(partition, []), (value["end"], session))
+        heap = self.ends.setdefault(partition, [])
+        heapq.heappush(heap, (value["end"], session))
+        if len(heap) >= max(INDEX_COMPACT_AT, 2 * self.compacted_size.get(partition, 0)):
+            # Event time stood still through many writes: keep one entry per session.
+            latest: dict[str, float] = {}
+            for end, name in heap:
+                latest[name] = max(end, latest.get(name, -math.inf))  # a session's end only grows
+            heap[:] = [(end, name) for name, end in latest.items()]
+            heapq.heapify(heap)
+            self.compacted_size[partition] = len(heap)
 
     def _due(self, state: MutableMapping[str, dict], partition: int, watermark: float) -> dict[str, dict]:
         """The partition's sessions idle for the timeout, from the index: O(due), not O(open)."""

@@ -238,6 +238,20 @@ def test_a_session_the_table_got_from_elsewhere_is_expired_by_the_next_full_scan
     assert [(c.session, c.keys) for c in stage.expire(state, 0)] == [("r", [7])]
 
 
+def test_the_expiry_index_stays_bounded_while_event_time_stands_still(monkeypatch):
+    import streaming.stages
+
+    monkeypatch.setattr(streaming.stages, "INDEX_COMPACT_AT", 10)
+    stage, _ = _stage_with_clock(10)
+    state: dict = {}
+    stage.expire(state, 0)
+    for offset in range(1, 60):  # one session written again and again at one event time
+        stage.on_message(state, 0, {"a": [[1, 5.0, 5.0, "raw/0", offset]]})
+        assert len(stage.ends[0]) < 10
+    stage.on_message(state, 0, {"b": [[2, 15.0, 15.0, "raw/0", 60]]})
+    assert [(c.session, len(c.keys)) for c in stage.expire(state, 0)] == [("a", 59)]
+
+
 def test_flush_emits_open_sessions_as_open():
     windower = SessionWindower(idle_timeout=60, max_keys=10)
     state: dict = {}
