@@ -9,8 +9,9 @@ cells score the log's own blocks as they are (HDFS-length, mixed normal and anom
 included as in a live stream); numeric lengths join blocks and cut them to BGL-like lengths.
 
 Three scorers per cell:
-  torch  the reference: torch eager forward (no_grad), the same numpy rule
-  onnx   ONNX Runtime forward, the same rule: the runtime's share of the gain
+  torch  the reference: torch eager forward (no_grad) at every position, the same numpy rule
+  onnx   the serving graph in ONNX Runtime (fused attention, last block only where the rule
+         reads logits), the same rule: the graph's share of the gain
   serve  Detector.score, what a worker runs: ONNX Runtime, each distinct sequence scored once
 The ONNX side runs in a child process without torch, so its peak RSS is the worker's."""
 
