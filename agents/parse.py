@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import time
 
 from agents.pipeline import Pipeline
@@ -74,6 +75,8 @@ async def parse_and_send(
     mine, waiting = reading(last_offsets)
     result = pipeline.parse.process(messages, waiting | later, read)
     count(result, len(messages))
+    if math.isfinite(result.watermark):
+        metrics.EVENT_TIME.labels("parse", "all").set(result.watermark)
     for message, rejected in result.rejected:
         await dlq_topic.send(
             value={

@@ -31,6 +31,8 @@ def window_step(
     )
     metrics.REPLAYED_EVENTS.inc(replayed)
     watermark = window.watermark.get(partition, -math.inf)
+    if math.isfinite(watermark):
+        metrics.EVENT_TIME.labels("window", str(partition)).set(watermark)
     if watermark - last_expiry.get(partition, -math.inf) >= EXPIRY_STEP:
         last_expiry[partition] = watermark
         closed.extend(window.expire(state, partition))

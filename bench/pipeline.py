@@ -237,6 +237,21 @@ def latency_run(
                     published[json.loads(message.value())["session"]] = message.timestamp()[1] / 1000
         consumer.close()
 
+    behind: dict[str, list[float]] = {"parse": [], "window": []}  # wall clock minus event time, sampled
+
+    def sample_event_time() -> None:
+        while not stop.wait(0.5):
+            try:
+                reached = scrape(port)
+            except Exception:
+                continue
+            now = time.time()
+            for stage in behind:
+                times = [v for k, v in reached.items() if k.startswith("logbert_event_time_seconds{partition=") and
+                         f"stage={stage}" in k]  # fmt: skip
+                if times:
+                    behind[stage].append(now - min(times))
+
     with running_worker(bootstrap, env, port, out / f"{app_id}.log") as worker:
         deadline = time.monotonic() + 120
         while True:  # until the worker has its raw partitions
@@ -251,6 +266,8 @@ def latency_run(
             time.sleep(0.5)
         reader = threading.Thread(target=read_scores, daemon=True)
         reader.start()
+        sampler = threading.Thread(target=sample_event_time, daemon=True)
+        sampler.start()
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
         last_sent: dict[str, float] = {}
         started = time.time()
@@ -280,7 +297,8 @@ def latency_run(
         raise SystemExit(f"no session was scored; see {out}/{app_id}.log")
     return {"rate": rate, "seconds": seconds, "sessions": len(eligible), "scored": len(latencies),
             "p50": statistics.median(latencies), "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-            "max": latencies[-1], "rss_mib": round(samples.get("process_resident_memory_bytes", 0) / 2**20)}  # fmt: skip
+            "max": latencies[-1], "rss_mib": round(samples.get("process_resident_memory_bytes", 0) / 2**20),
+            "event_time_behind_s": {stage: {"p50": statistics.median(v), "max": max(v)} for stage, v in behind.items() if v}}  # fmt: skip
 
 
 def main() -> None:

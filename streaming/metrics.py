@@ -39,6 +39,11 @@ UNTRANSLATED_KEYS = Gauge(
     "logbert_untranslated_keys",
     "Keys of an unknown model's vocabulary read as unseen (a rollout without LOGBERT_OTHER_MODEL_DIRS)",
 )
+EVENT_TIME = Gauge(
+    "logbert_event_time_seconds",
+    "Event time reached (seconds since the epoch): the parse stage's, and the window's per keys partition",
+    ["stage", "partition"],
+)
 STUCK_PARTITIONS = Gauge("logbert_stuck_partitions", "Assigned partitions with lag whose position stopped moving")
 MODEL_LOADED = Gauge("logbert_model_loaded", "1 once the model directory is loaded and validated")
 MODEL_INFO = Gauge("logbert_model_info", "The model in use (value 1)", ["version"])

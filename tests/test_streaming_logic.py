@@ -622,3 +622,13 @@ def test_keys_and_sequences_messages_stay_bounded_whatever_the_shippers_batch():
     chunks = bounded_runs(closed, lambda c: len(c.keys), 6)
     assert [[c.session for c in chunk] for chunk in chunks] == [["s0", "s1"], ["s2"], ["s3"]]
     assert bounded_runs([], len, 6) == []
+
+
+def test_the_window_exports_the_event_time_it_reached():
+    from prometheus_client import REGISTRY
+
+    from agents.window import window_step
+
+    stage = WindowStage(idle_timeout=60, max_keys=100)
+    window_step(stage, {}, 3, {"sessions": {"blk_1": [[0, 1234.5, 1234.5, "raw/0", 1]]}}, {})
+    assert REGISTRY.get_sample_value("logbert_event_time_seconds", {"stage": "window", "partition": "3"}) == 1234.5
