@@ -238,6 +238,7 @@ def latency_run(
         consumer.close()
 
     behind: dict[str, list[float]] = {"parse": [], "window": []}  # wall clock minus event time, sampled
+    waiting: list[float] = []  # raw records not yet consumed (the worker's consumer lag), sampled
 
     def sample_event_time() -> None:
         while not stop.wait(0.5):
@@ -246,6 +247,9 @@ def latency_run(
             except Exception:
                 continue
             now = time.time()
+            lags = [v for k, v in reached.items() if k.startswith("logbert_consumer_lag") and f"topic={topic}" in k]
+            if lags:
+                waiting.append(sum(lags))
             for stage in behind:
                 times = [v for k, v in reached.items() if k.startswith("logbert_event_time_seconds{partition=") and
                          f"stage={stage}" in k]  # fmt: skip
@@ -298,7 +302,8 @@ def latency_run(
     return {"rate": rate, "seconds": seconds, "sessions": len(eligible), "scored": len(latencies),
             "p50": statistics.median(latencies), "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
             "max": latencies[-1], "rss_mib": round(samples.get("process_resident_memory_bytes", 0) / 2**20),
-            "event_time_behind_s": {stage: {"p50": statistics.median(v), "max": max(v)} for stage, v in behind.items() if v}}  # fmt: skip
+            "event_time_behind_s": {stage: {"p50": statistics.median(v), "max": max(v)} for stage, v in behind.items() if v},
+            "raw_lag": {"p50": statistics.median(waiting), "max": max(waiting)} if waiting else None}  # fmt: skip
 
 
 def main() -> None:
