@@ -21,9 +21,20 @@ KAFKA_SCRIPT = ROOT / ".ci" / "kafka.sh"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: the sockets are held together, since one closed before the
+    next bind may hand the same port out twice (a broker then fails on duplicate listeners)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def reachable(bootstrap: str) -> bool:
@@ -39,7 +50,8 @@ class LocalBroker:
     """A pinned Apache Kafka (KRaft, .ci/kafka.sh) on free loopback ports; `restart` keeps its data."""
 
     def __init__(self, data_dir: Path, **env: str) -> None:
-        self.env = {**os.environ, "KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
+        port, controller_port = free_ports(2)
+        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller_port),
                     "KAFKA_DATA_DIR": str(data_dir), **env}  # fmt: skip
         self.bootstrap = f"127.0.0.1:{self.env['KAFKA_PORT']}"
 

@@ -149,3 +149,11 @@ def test_records_read_ahead_into_the_stream_buffer_still_count_as_unread():
     app = SimpleNamespace(consumer=consumer)
     assert observer.reading(app, {"logs-raw/0": 999}) == (["logs-raw/0"], {"logs-raw/0"})
     assert observer.reading(app, {"logs-raw/0": 4999}) == (["logs-raw/0"], set())
+
+
+def test_free_ports_are_distinct():
+    from commands.live import free_ports
+
+    for _ in range(200):  # two ports picked one after the other could repeat; held together they cannot
+        ports = free_ports(2)
+        assert ports[0] != ports[1]
