@@ -78,24 +78,25 @@ class OnnxScorer:
 
     @staticmethod
     def _smoke_test(session: ort.InferenceSession) -> bool:
-        feed = dict(
-            zip(
-                [i.name for i in session.get_inputs()],
-                (np.array([[DIST, N_SPECIAL]], dtype=np.int64), np.array([[0, 1]], dtype=np.int64)),
-            )
-        )
+        names = [i.name for i in session.get_inputs()]
         try:
-            session.run(None, feed)
+            session.run(
+                None, _feed(names, np.array([[DIST, N_SPECIAL]], dtype=np.int64), np.array([[1]], dtype=np.int64))
+            )
             return True
         except Exception:
             return False
 
     def __call__(self, tokens: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.input_names) == 1:
-            logits, dist = self.session.run(None, {self.input_names[0]: tokens})
-            return np.take_along_axis(logits, positions[:, :, None], axis=1), dist
-        logits, dist = self.session.run(None, dict(zip(self.input_names, (tokens, positions))))
+        logits, dist = self.session.run(None, _feed(self.input_names, tokens, positions))
+        if len(self.input_names) == 1:  # logits at every position: pick the asked ones
+            logits = np.take_along_axis(logits, positions[:, :, None], axis=1)
         return logits, dist
+
+
+def _feed(input_names: list[str], tokens: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
+    """The run's inputs; a graph exported before the serving graph takes tokens only."""
+    return dict(zip(input_names, (tokens, positions)))
 
 
 def nvidia_device_present() -> bool:
