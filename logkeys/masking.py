@@ -62,6 +62,54 @@ def _never_whitespace(items) -> bool:
     return True
 
 
+_NONZERO_DIGITS = "123456789"
+_SHAPE = str.maketrans(_NONZERO_DIGITS, "1" * 9)
+
+
+def _blind_to_digits(items) -> bool:
+    """True when nothing in this parsed pattern tells the digits 1-9 apart (0 may be special)."""
+    for op, arg in items:
+        if op in (sre_constants.LITERAL, sre_constants.NOT_LITERAL):
+            if chr(arg) in _NONZERO_DIGITS:
+                return False
+        elif op is sre_constants.IN:
+            for inner_op, inner_arg in arg:
+                if inner_op is sre_constants.LITERAL and chr(inner_arg) in _NONZERO_DIGITS:
+                    return False
+                if inner_op is sre_constants.RANGE:
+                    inside = sum(inner_arg[0] <= ord(c) <= inner_arg[1] for c in _NONZERO_DIGITS)
+                    if inside not in (0, 9):
+                        return False
+                elif inner_op not in (sre_constants.LITERAL, sre_constants.CATEGORY, sre_constants.NEGATE):
+                    return False
+        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT):
+            if not _blind_to_digits(arg[2]):
+                return False
+        elif op is sre_constants.SUBPATTERN:
+            if not _blind_to_digits(arg[3]):
+                return False
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            if not _blind_to_digits(arg[1]):
+                return False
+        elif op is sre_constants.BRANCH:
+            if not all(_blind_to_digits(branch) for branch in arg[1]):
+                return False
+        elif op is sre_constants.ATOMIC_GROUP:
+            if not _blind_to_digits(arg):
+                return False
+        elif op not in (sre_constants.ANY, sre_constants.AT, sre_constants.CATEGORY):
+            return False  # back references, conditionals: the text they compare is not the shape's
+    return True
+
+
+def digit_blind(pattern: str) -> bool:
+    """Does this mask match a token with its digits 1-9 made 1 exactly where it matches the token?"""
+    try:
+        return _blind_to_digits(sre_parser.parse(pattern))
+    except re.error:
+        return False
+
+
 def token_safe(pattern: str, mask_with: str) -> bool:
     """Can this mask be applied token by token with the same result as on the whole line?"""
     try:
@@ -76,6 +124,13 @@ class TokenMasker:
         self.masker = masker
         self.max_cached = max_cached
         self.cache: dict[str, str] = {}
+        # Tokens that differ only in their digits 1-9 mostly mask alike (block ids, ports, sizes):
+        # where the masks cannot tell those digits apart, a token's shape decides its masked form.
+        mask_texts = [masker.mask_prefix + m.mask_with + masker.mask_suffix for m in masker.masking_instructions]
+        shapes_decide = all(digit_blind(m.pattern) for m in masker.masking_instructions) and not any(
+            c in _NONZERO_DIGITS for text in mask_texts for c in text
+        )
+        self.by_shape: dict[str, str | None] | None = {} if shapes_decide else None
 
     @staticmethod
     def applies_to(masker: LogMasker) -> bool:
@@ -83,13 +138,33 @@ class TokenMasker:
 
     def mask(self, content: str) -> str:
         """The masked content with its whitespace runs made single spaces (templates are token lists)."""
-        cached = self.cache.get
-        # a masked token is never empty, so `or` falls through to masking only on a cache miss
-        return " ".join([cached(token) or self._mask_token(token) for token in content.split()])
+        tokens = content.split()
+        masked = list(map(self.cache.get, tokens))
+        if None in masked:
+            masked = [m if m is not None else self._mask_token(t) for m, t in zip(masked, tokens)]
+        return " ".join(masked)
 
     def _mask_token(self, token: str) -> str:
-        masked = self.masker.mask(token)
+        masked = self._mask_by_shape(token) if self.by_shape is not None else None
+        if masked is None:
+            masked = self.masker.mask(token)
         if len(self.cache) >= self.max_cached:
             self.cache.clear()  # cheaper than LRU bookkeeping on every hit; refills from the next lines
         self.cache[token] = masked
         return masked
+
+    def _mask_by_shape(self, token: str) -> str | None:
+        """The masked token, from its shape (digits 1-9 made 1), or None when the shape cannot tell:
+        the masks match the shape where they match the token, so the two masked forms differ only
+        in digits the masks left; where none is left, they are equal."""
+        shape = token.translate(_SHAPE)
+        try:
+            return self.by_shape[shape]
+        except KeyError:
+            masked = self.masker.mask(shape)
+            if "1" in masked:
+                masked = None
+            if len(self.by_shape) >= self.max_cached:
+                self.by_shape.clear()
+            self.by_shape[shape] = masked
+            return masked

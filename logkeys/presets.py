@@ -3,6 +3,7 @@ which variable parts to mask, and the drain3 settings that suit each log family.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -92,21 +93,89 @@ def parse_timestamp(preset: ParserPreset, fields: dict[str, str]) -> float | Non
     if not preset.timestamp_format or not preset.timestamp_fields:
         return None
     try:
-        text = " ".join([fields[f] for f in preset.timestamp_fields])
+        texts = tuple([fields[f] for f in preset.timestamp_fields])
     except KeyError:
         return None
-    if preset.timestamp_format.endswith(".%f"):  # the whole seconds repeat from line to line: cached
-        seconds, _, fraction = text.rpartition(".")
-        if not (fraction.isdigit() and fraction.isascii() and len(fraction) <= 6):
+    return TimestampParser.for_format(preset.timestamp_format)(texts)
+
+
+class TimestampParser:
+    """The timestamp fields' texts -> seconds since the epoch (UTC), or None when malformed.
+
+    Whole seconds repeat from line to line, so their parse is cached (strptime costs ~10 µs)."""
+
+    MAX_CACHED = 1 << 16
+
+    def __init__(self, timestamp_format: str) -> None:
+        self.fractional = timestamp_format.endswith(".%f")
+        self.whole_format = timestamp_format[:-3] if self.fractional else timestamp_format
+        self.cache: dict[str, float | None] = {}
+        self.fixed_width, self.two_digit_year = _fixed_width_pattern(self.whole_format)
+
+    @staticmethod
+    @lru_cache(maxsize=16)
+    def for_format(timestamp_format: str) -> TimestampParser:
+        return TimestampParser(timestamp_format)
+
+    def _parse_fixed_width(self, text: str) -> float | None:
+        """strptime's answer for zero-padded fields at a tenth of its cost; None: ask strptime.
+
+        Each field of strptime's pattern tries its two-digit form first, so where every field is
+        two valid digits (four for %Y) it reads the same numbers."""
+        digits = self.fixed_width.fullmatch(text) if self.fixed_width is not None else None
+        if digits is None:
             return None
-        whole = _epoch_seconds(preset.timestamp_format[:-3], seconds)
-        return None if whole is None else whole + int(fraction) / 10 ** len(fraction)
-    return _epoch_seconds(preset.timestamp_format, text)
+        year, *rest = map(int, digits.groups())
+        if self.two_digit_year:
+            year += 2000 if year < 69 else 1900  # strptime's pivot for %y
+        try:
+            return datetime(year, *rest, tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            return None
+
+    def __call__(self, texts: tuple[str | None, ...]) -> float | None:
+        if None in texts:  # an optional header group that did not take part
+            return None
+        text = texts[0] if len(texts) == 1 else " ".join(texts)
+        if self.fractional:
+            text, _, fraction = text.rpartition(".")
+            if not (fraction.isdigit() and fraction.isascii() and len(fraction) <= 6):
+                return None
+        try:
+            whole = self.cache[text]
+        except KeyError:
+            whole = self._parse(text)
+        if whole is None or not self.fractional:
+            return whole
+        return whole + int(fraction) / 10 ** len(fraction)
+
+    def _parse(self, text: str) -> float | None:
+        whole = self._parse_fixed_width(text)
+        if whole is None:
+            try:
+                whole = datetime.strptime(text, self.whole_format).replace(tzinfo=timezone.utc).timestamp()
+            except ValueError:
+                whole = None
+        if len(self.cache) >= self.MAX_CACHED:
+            self.cache.clear()
+        self.cache[text] = whole
+        return whole
 
 
-@lru_cache(maxsize=1 << 16)
-def _epoch_seconds(timestamp_format: str, text: str) -> float | None:
-    try:
-        return datetime.strptime(text, timestamp_format).replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return None
+_FIXED_WIDTH_FIELDS = {"%Y": r"(\d{4})", "%y": r"(\d{2})", "%m": r"(\d{2})", "%d": r"(\d{2})",
+                       "%H": r"(\d{2})", "%M": r"(\d{2})", "%S": r"(\d{2})"}  # fmt: skip
+
+
+def _fixed_width_pattern(timestamp_format: str) -> tuple[re.Pattern | None, bool]:
+    """A pattern for the zero-padded form of a format made of year, month, day, hour, minute and
+    second in that order with literal separators; None for any other format (strptime parses those)."""
+    fields = re.findall(r"%.", timestamp_format)
+    if fields not in (["%Y", "%m", "%d", "%H", "%M", "%S"], ["%y", "%m", "%d", "%H", "%M", "%S"]):
+        return None, False
+    pieces = re.split(r"(%.)", timestamp_format)
+    if any(re.search(r"[%\d]", piece) for piece in pieces[::2]):
+        return None, False
+    # Literal text as strptime matches it: any whitespace run stands for one or more whitespace characters.
+    literal = [r"\s+".join(re.escape(part) for part in re.split(r"\s+", piece)) for piece in pieces[::2]]
+    pattern = "".join(_FIXED_WIDTH_FIELDS[p] if i % 2 else literal[i // 2] for i, p in enumerate(pieces))
+    return re.compile(pattern), fields[0] == "%y"

@@ -50,24 +50,33 @@ class LineReader:
         templates = TemplateSet.from_json(config.templates)
         return cls(templates, config.session_regex, config.value_format, config.window_by_source)
 
-    def group_keys(self, text: str, fields: dict[str, str], source: str | None) -> list[str]:
+    def group_keys(self, text: str, header_source: str | None, source: str | None) -> list[str]:
         if self.session_pattern is not None:
             return list(dict.fromkeys(self.session_pattern.findall(text)))
         if self.window_by_source:
-            return [source or fields.get("source") or GLOBAL_SOURCE]
+            return [source or header_source or GLOBAL_SOURCE]
         return [GLOBAL_SOURCE]
 
     def read(self, values: list[bytes | None]) -> list[MessageRead]:
         out: list[MessageRead] = []
-        parse, group_keys, value_format = self.templates.parse, self.group_keys, self.value_format
+        read_line, value_format = self.templates.read_line, self.value_format
+        # Session ids in the common case of one per line, without a call per line.
+        find_sessions = self.session_pattern.findall if self.session_pattern is not None else None
+        group_keys = self.group_keys
         for value in values:
             decoded, problem = decode_value(value, value_format)
             lines: list[LineRead] = []
-            for raw in decoded:
-                parsed = parse(raw.text)
-                key = parsed.key
-                ts = raw.timestamp if raw.timestamp is not None else parsed.timestamp
-                unseen_text = bounded(raw.text) if key < 0 else None  # explains an unseen template
-                lines.append((key, ts, group_keys(raw.text, parsed.fields, raw.source), unseen_text, raw.truncated))
+            for text, timestamp, source, truncated in decoded:
+                key, parsed_timestamp, header_source = read_line(text)
+                if find_sessions is not None:
+                    ids = find_sessions(text)
+                    if len(ids) > 1:
+                        ids = list(dict.fromkeys(ids))
+                else:
+                    ids = group_keys(text, header_source, source)
+                unseen_text = bounded(text) if key < 0 else None  # explains an unseen template
+                lines.append(
+                    (key, timestamp if timestamp is not None else parsed_timestamp, ids, unseen_text, truncated)
+                )
             out.append((problem, lines))
         return out

@@ -96,35 +96,44 @@ class ParseStage:
         # Partitions with lines still to come: after this batch, or later in it.
         unread = None if waiting is None else set(waiting) | set(last_message_of)
         add_events = events.setdefault
+        expects_timestamps = self.expects_timestamps
+        watermark = finite_or_none(self.watermark)  # as events carry it; refreshed when event time moves
         for index, (message, (problem, message_lines)) in enumerate(zip(messages, read, strict=True)):
             origin = f"{message.topic}/{message.partition}"
             if problem is not None:
                 rejected.append((message, problem))
+            arrival, offset = message.arrival, message.offset
+            latest = self.origin_time.get(origin, -math.inf)  # `advance` does nothing for a line not past it
+            lines += len(message_lines)
             for key, ts, ids, unseen_text, was_truncated in message_lines:
-                if ts is None and self.expects_timestamps and math.isfinite(self.watermark):
+                if ts is None and expects_timestamps and watermark is not None:
                     # The format has times but this line's does not parse: it joins at the current
                     # event time. (Its arrival time may be years ahead of a replayed log's.)
-                    ts = self.watermark
+                    ts = watermark
                     undated += 1
                 elif ts is None:
-                    ts = message.arrival
-                elif ts > message.arrival + MAX_FUTURE_SKEW:
+                    ts = arrival
+                elif ts > arrival + MAX_FUTURE_SKEW:
                     # One line stamped in the future would close every open session at once: it
                     # joins its session at the current event time instead, and is counted.
-                    ts = self.watermark if math.isfinite(self.watermark) else message.arrival
+                    ts = watermark if watermark is not None else arrival
                     distrusted_timestamps += 1
-                self.advance(origin, ts, unread)
-                lines += 1
-                truncated += was_truncated
-                unseen += key < 0
+                if ts > latest or unread is None:
+                    self.advance(origin, ts, unread)
+                    latest = max(latest, ts)
+                    watermark = finite_or_none(self.watermark)
+                if was_truncated:
+                    truncated += 1
+                if key < 0:
+                    unseen += 1
                 if not ids:
                     without_session += 1
-                watermark = finite_or_none(self.watermark)
                 for session in ids:
-                    add_events(session, []).append([key, ts, watermark, origin, message.offset, unseen_text])
+                    add_events(session, []).append([key, ts, watermark, origin, offset, unseen_text])
             if unread is not None and last_message_of[origin] == index and origin not in waiting:
                 unread.discard(origin)  # its last line in this batch, and none after it
                 self._settle(unread)
+                watermark = finite_or_none(self.watermark)
         return ParseResult(
             events, rejected, lines, unseen, without_session, self.watermark, truncated, distrusted_timestamps, undated
         )

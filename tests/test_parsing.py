@@ -50,6 +50,40 @@ def test_cached_timestamps_equal_strptime(text):
         assert parse_timestamp(get_preset("bgl"), {"ts": text}) == expected
 
 
+@pytest.mark.parametrize("timestamp_format", ["%y%m%d %H%M%S", "%Y-%m-%d-%H.%M.%S", "%Y%m%d%H%M%S"])
+def test_fixed_width_timestamps_equal_strptime(timestamp_format):
+    """The fast path for zero-padded fields gives strptime's answer on valid, invalid and odd texts."""
+    import random
+    from datetime import datetime, timezone
+
+    from logkeys.presets import TimestampParser
+
+    rng = random.Random(7)
+    edges = ["00", "01", "09", "12", "13", "23", "24", "28", "29", "30", "31", "32", "59", "60", "61", "68", "69", "99"]
+    samples = []
+    for _ in range(3000):
+        fields = [rng.choice(edges) if rng.random() < 0.5 else f"{rng.randrange(100):02d}" for _ in range(6)]
+        year = fields[0] if "%y" in timestamp_format else rng.choice(["1999", "2000", "2005", "0001", "9999", "0000"])
+        text = timestamp_format
+        for code, value in zip(["%Y" if "%Y" in timestamp_format else "%y", "%m", "%d", "%H", "%M", "%S"],
+                               [year, *fields[1:]]):  # fmt: skip
+            text = text.replace(code, value, 1)
+        samples.append(text)
+    for _ in range(500):  # valid ones, %y's whole range (1969-2068)
+        moment = datetime(1969, 1, 1, tzinfo=timezone.utc).timestamp() + rng.random() * 100 * 365.25 * 86400
+        samples.append(datetime.fromtimestamp(moment, timezone.utc).strftime(timestamp_format))
+    samples += [timestamp_format.replace("%", ""), "", " 081109 203518", "081109  203518", "081109\t203518",
+                "81109 203518", "081109 2035180"]  # fmt: skip
+    parser = TimestampParser(timestamp_format)
+    for text in samples:
+        try:
+            expected = datetime.strptime(text, timestamp_format).replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            expected = None
+        assert parser((text,)) == expected, text
+    assert parser.fixed_width is not None  # the fast path was taken
+
+
 def test_masking_collapses_variable_parts_into_one_template():
     lines = [
         HDFS_LINE,
@@ -150,10 +184,28 @@ def test_token_masking_gives_drain3s_tokens(preset_name):
     masker = make_masker(get_preset(preset_name))
     assert TokenMasker.applies_to(masker)
     by_token = TokenMasker(masker, max_cached=50)  # small: the cache is cleared along the way
+    assert by_token.by_shape is not None  # tokens of one shape share their masked form where they can
     rng = random.Random(5)
     for _ in range(3000):
         line = "".join(rng.choice(_TOKEN_PIECES) + rng.choice(_SPACES) for _ in range(rng.randrange(1, 8)))
         assert by_token.mask(line).split() == masker.mask(line).split(), line
+
+
+@pytest.mark.parametrize("pattern", [r"[1-5]\d", r"7+", r"(\d)\1", r"[^3]x", r"(x)?(?(1)a|b)"])
+def test_masks_that_tell_digits_apart_are_not_applied_by_shape(pattern):
+    from drain3.masking import LogMasker, MaskingInstruction
+
+    from logkeys.masking import TokenMasker, digit_blind
+
+    assert not digit_blind(pattern)
+    assert digit_blind(r"(?<![\w])0x[0-9a-fA-F]+") and digit_blind(r"blk_-?\d+")
+    masker = LogMasker([MaskingInstruction(pattern, "M"), MaskingInstruction(r"\d+", "NUM")], "<", ">")
+    by_token = TokenMasker(masker)
+    assert by_token.by_shape is None
+    for token in ["15", "61", "77", "11", "22", "3x", "4x", "1x"]:
+        assert by_token.mask(token) == masker.mask(token)
+    digits_in_mask = LogMasker([MaskingInstruction(r"\d+", "N2")], "<", ">")
+    assert TokenMasker(digits_in_mask).by_shape is None  # "<N2>" would come out of a shape as "<N1>"
 
 
 @pytest.mark.parametrize("pattern", [r"a\sb", r"^x", r"x$", r"[^a]+", r".+", r"\d*", r"x(?=\s)", r"[ -~]+", r"\W"])
