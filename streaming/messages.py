@@ -54,9 +54,7 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
         text = value.decode("utf-8")
     except UnicodeDecodeError as error:
         return [], Rejected(f"not UTF-8: {error.reason} at byte {error.start}", value)
-    stripped = text.lstrip()
-    looks_json = stripped[:1] in ("{", "[")
-    if value_format == "json" or (value_format == "auto" and looks_json):
+    if value_format == "json" or (value_format == "auto" and _looks_json(text)):
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as error:
@@ -71,7 +69,7 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
             return [_bounded(line) for line in lines if line.text.strip()], None
     if "\n" not in text:  # one line per message, the common case
         line = text.removesuffix("\r")
-        if not line.strip():
+        if not line or line.isspace():
             return [], Rejected("no log line in the value", value)
         return [RawLine(line) if len(line) <= MAX_LINE_BYTES else _bounded(RawLine(line))], None
     # "\n" only: str.splitlines would also cut at \x0b, \x1c, \x85, \u2028 ... inside a line
@@ -79,6 +77,11 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
     if not lines:
         return [], Rejected("no log line in the value", value)
     return [_bounded(line) for line in lines], None
+
+
+def _looks_json(text: str) -> bool:
+    first = text[:1]
+    return first in ("{", "[") or (first.isspace() and text.lstrip()[:1] in ("{", "["))
 
 
 def _bounded(line: RawLine) -> RawLine:

@@ -92,14 +92,14 @@ class ParseStage:
         events: dict[str, list[list]] = {}
         rejected: list[tuple[RawMessage, Rejected]] = []
         lines = unseen = without_session = truncated = distrusted_timestamps = undated = 0
-        last_message_of = {f"{m.topic}/{m.partition}": i for i, m in enumerate(messages)}
+        origins = origin_names(messages)
+        last_message_of = {origin: i for i, origin in enumerate(origins)}
         # Partitions with lines still to come: after this batch, or later in it.
         unread = None if waiting is None else set(waiting) | set(last_message_of)
         add_events = events.setdefault
         expects_timestamps = self.expects_timestamps
         watermark = finite_or_none(self.watermark)  # as events carry it; refreshed when event time moves
-        for index, (message, (problem, message_lines)) in enumerate(zip(messages, read, strict=True)):
-            origin = f"{message.topic}/{message.partition}"
+        for index, (message, origin, (problem, message_lines)) in enumerate(zip(messages, origins, read, strict=True)):
             if problem is not None:
                 rejected.append((message, problem))
             arrival, offset = message.arrival, message.offset
@@ -341,6 +341,18 @@ class WindowStage:
             state.pop(sequence.session, None)
             out.append(sequence)
         return out
+
+
+def origin_names(messages: list[RawMessage]) -> list[str]:
+    """ "topic/partition" of each message; a batch mostly holds runs of one partition's messages."""
+    names: list[str] = []
+    topic, partition, name = None, None, ""
+    for message in messages:
+        if message.partition != partition or message.topic != topic:
+            topic, partition = message.topic, message.partition
+            name = f"{topic}/{partition}"
+        names.append(name)
+    return names
 
 
 def finite_or_none(value: float) -> float | None:
