@@ -224,31 +224,40 @@ class WindowStage:
         newest = dict(applied)
         closed: list[ClosedSequence] = []
         replayed = 0
+        translate = self.translator is not None and vocabulary not in (None, self.translator.current)
         for session, events in sessions.items():
             stored = state.get(session)
-            through = dict(stored.get("through", {})) if stored is not None else {}
-            fresh = [e for e in events if e[4] > max(applied.get(e[3], -1), through.get(e[3], -1))]
+            taken = stored.get("through") if stored is not None else None
+            floor = applied if not taken else {o: max(applied.get(o, -1), taken.get(o, -1)) for o in {*applied, *taken}}
+            fresh = [e for e in events if e[4] > floor.get(e[3], -1)]
             replayed += len(events) - len(fresh)
             if not fresh:
                 continue
+            undated = False
             for event in fresh:
-                newest[event[3]] = max(newest.get(event[3], -1), event[4])
-                through[event[3]] = max(through.get(event[3], -1), event[4])
-            if self.translator is not None and vocabulary not in (None, self.translator.current):
+                if event[4] > newest.get(event[3], -1):
+                    newest[event[3]] = event[4]
+                undated = undated or event[2] is None
+            if translate:
                 keys = self.translator.translate([e[0] for e in fresh], vocabulary)
                 fresh = [[key, *event[1:]] for key, event in zip(keys, fresh)]
-            if others < math.inf or any(event[2] is None for event in fresh):
+            if others < math.inf or undated:
                 # No further than the slowest other reader; None: event time before any line
                 # (strict JSON has no infinities).
                 fresh = [[*e[:2], min(-math.inf if e[2] is None else e[2], others), *e[3:]] for e in fresh]
             local: dict[str, dict] = {}
             if stored is not None and not is_ended(stored):
                 local[session] = self.upgrade(stored)
-            closed.extend(self.on_events(local, partition, session, fresh, stored.get("through") if stored else None))
+            closed.extend(self.on_events(local, partition, session, fresh, taken))
             if session in local:
-                state[session] = value = {**local[session], "partition": partition, "vocab": self.vocabulary}
+                value = local[session]
+                value["partition"], value["vocab"] = partition, self.vocabulary
+                state[session] = value
                 self.index(partition, session, value)
             else:
+                through = dict(taken or {})
+                for event in fresh:
+                    through[event[3]] = max(through.get(event[3], -1), event[4])
                 state[session] = {"ended": True, "through": through, "partition": partition}
         if newest != applied:  # the event-time watermark goes with it, so a new owner resumes from it
             watermark = finite_or_none(self.watermark.get(partition, -math.inf))
@@ -259,15 +268,9 @@ class WindowStage:
         self, state: MutableMapping[str, dict], partition: int, session: str, events: list[list],
         through: dict[str, int] | None = None,
     ) -> list[ClosedSequence]:  # fmt: skip
-        out: list[ClosedSequence] = []
-        for key, ts, watermark, origin, offset, *raw in events:
-            self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
-            current = state.get(session)
-            if current is not None and current["keys"] and watermark - current["end"] >= self.idle_timeout:
-                through = current.get("through", through)
-                out.extend(self.windower.expire({session: state.pop(session)}, watermark))
-            out.extend(self.windower.add(state, session, key, ts, origin, offset, raw[0] if raw else None, through))
-        return out
+        latest = max([event[2] for event in events], default=-math.inf)
+        self.watermark[partition] = max(self.watermark.get(partition, -math.inf), latest)
+        return self.windower.add_all(state, session, events, through)
 
     def _sessions_of(self, state: MutableMapping[str, dict], partition: int) -> dict[str, dict]:
         """The partition's open sessions; ended records that the applied offsets cover are deleted."""

@@ -8,6 +8,7 @@ it and a restarted worker continues where the old one stopped."""
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
@@ -67,19 +68,57 @@ class SessionWindower:
     ) -> list[ClosedSequence]:  # fmt: skip
         """Adds one key at its place in time; returns the part it completed when max_keys was reached.
         `through`: the offsets a new session starts from (those its previous part took)."""
-        current = state.get(session) or _new(0, ts, through)
-        insert_in_time_order(current, key, ts, raw)
-        current["start"] = min(current["start"], ts)
-        current["end"] = max(current["end"], ts)
-        span = current["origins"].setdefault(origin, [offset, offset])
-        span[0], span[1] = min(span[0], offset), max(span[1], offset)
-        taken = current.setdefault("through", {})
-        taken[origin] = max(taken.get(origin, -1), offset)
-        if len(current["keys"]) >= self.max_keys:
-            state[session] = _new(current["part"] + 1, ts, taken)
-            return [self._close(session, current, closed=False)]
-        state[session] = current  # reassign: a Faust Table records the change only on assignment
-        return []
+        return self.add_all(state, session, [[key, ts, -math.inf, origin, offset, raw]], through)
+
+    def add_all(
+        self, state: MutableMapping[str, dict], session: str, events: list[list], through: dict[str, int] | None = None
+    ) -> list[ClosedSequence]:
+        """Adds a session's key events ([key, ts, watermark, origin, offset, raw line or None]) in
+        order: a session idle for the timeout at an event's watermark ends before the event joins
+        (the event starts a new session), and max_keys cuts a part. Returns what closed. The state
+        is read and written once per call, not per event (a Faust Table's access is not cheap)."""
+        out: list[ClosedSequence] = []
+        current = state.get(session)
+        idle_timeout, max_keys = self.idle_timeout, self.max_keys
+        for key, ts, watermark, origin, offset, *raw in events:
+            if current is not None and current["keys"] and watermark - current["end"] >= idle_timeout:
+                through = current.get("through", through)
+                out.append(self._close(session, current, closed=True))
+                current = None
+            if current is None:
+                current = _new(0, ts, through)
+            times = current.get("times")
+            if times is not None and (not times or ts >= times[-1]):  # in time order, the common case
+                times.append(ts)
+                current["keys"].append(key)
+                if raw and raw[0] is not None:
+                    unseen = current.setdefault("unseen", {})
+                    if len(unseen) < MAX_UNSEEN_KEPT:
+                        unseen[str(len(times) - 1)] = raw[0]
+            else:
+                insert_in_time_order(current, key, ts, raw[0] if raw else None)
+            if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
+                current["start"] = current["end"] = ts
+            elif ts < current["start"]:
+                current["start"] = ts
+            elif ts > current["end"]:
+                current["end"] = ts
+            span = current["origins"].get(origin)
+            if span is None:
+                current["origins"][origin] = [offset, offset]
+            elif offset < span[0]:
+                span[0] = offset
+            elif offset > span[1]:
+                span[1] = offset
+            taken = current.setdefault("through", {})
+            if offset > taken.get(origin, -1):
+                taken[origin] = offset
+            if len(current["keys"]) >= max_keys:
+                out.append(self._close(session, current, closed=False))
+                current = _new(current["part"] + 1, ts, taken)
+        if current is not None:
+            state[session] = current  # assigned: a Faust Table records the change only on assignment
+        return out
 
     def expire(self, state: MutableMapping[str, dict], watermark: float) -> list[ClosedSequence]:
         """Closes every session idle for the timeout at this event time."""

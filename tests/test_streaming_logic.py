@@ -632,3 +632,53 @@ def test_the_window_exports_the_event_time_it_reached():
     stage = WindowStage(idle_timeout=60, max_keys=100)
     window_step(stage, {}, 3, {"sessions": {"blk_1": [[0, 1234.5, 1234.5, "raw/0", 1]]}}, {})
     assert REGISTRY.get_sample_value("logbert_event_time_seconds", {"stage": "window", "partition": "3"}) == 1234.5
+
+
+def _reference_sessions(events: list[tuple], idle_timeout: float, max_keys: int) -> list[tuple]:
+    """What a session's key events should give, by the rule written out plainly: an event whose
+    watermark is the timeout past the session's end starts a new session; keys take their place by
+    time (equal times in arrival order); max_keys cuts a part. (part, keys, start, end, closed, origins, unseen)"""
+    out, part, rows = [], 0, []
+
+    def close(closed: bool) -> tuple:
+        ordered = sorted(rows, key=lambda r: (r[0], r[1]))
+        origins: dict[str, list[int]] = {}
+        for *_, origin, offset, _raw in rows:
+            span = origins.setdefault(origin, [offset, offset])
+            span[:] = [min(span[0], offset), max(span[1], offset)]
+        unseen = {i: r[5] for i, r in enumerate(ordered) if r[5] is not None}
+        return part, [r[2] for r in ordered], min(r[0] for r in rows), max(r[0] for r in rows), closed, origins, unseen
+
+    for arrival, (key, ts, watermark, origin, offset, raw) in enumerate(events):
+        if rows and watermark - max(r[0] for r in rows) >= idle_timeout:
+            out.append(close(True))
+            part, rows = 0, []
+        rows.append((ts, arrival, key, origin, offset, raw))
+        if len(rows) >= max_keys:
+            out.append(close(False))
+            part, rows = part + 1, []
+    if rows:
+        out.append(close(False))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.floats(0, 30), st.floats(0, 40), st.sampled_from(["raw/0", "raw/1"]),
+                          st.integers(0, 100), st.sampled_from([None, None, "unseen line"])),
+                max_size=40),
+       st.integers(1, 12))  # fmt: skip
+def test_a_sessions_events_added_at_once_equal_the_rule_written_out(events, max_keys):
+    windower = SessionWindower(idle_timeout=10, max_keys=max_keys)
+    events = sorted(events, key=lambda e: e[2])  # watermarks only grow
+    events = [(k, ts, wm, o, off, raw) for k, ts, wm, o, off, raw in events]
+    state: dict = {}
+    closed = windower.add_all(state, "s", [list(e) for e in events[: len(events) // 2]])
+    closed += windower.add_all(state, "s", [list(e) for e in events[len(events) // 2 :]])  # and from the table
+    closed += windower.flush(state)
+    # Unseen lines beyond MAX_UNSEEN_KEPT per part are dropped; the reference keeps them all.
+    got = [(c.part, c.keys, c.start, c.end, c.closed, c.origins, c.unseen_lines) for c in closed]
+    want = _reference_sessions(events, 10, max_keys)
+    assert [g[:6] for g in got] == [w[:6] for w in want]
+    for g, w in zip(got, want):
+        assert g[6].items() <= w[6].items()
+        assert len(g[6]) == min(len(w[6]), 5)
