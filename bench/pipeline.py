@@ -318,7 +318,7 @@ def main() -> None:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated: kafka, faust, two-workers, shipper, latency, "
+        help="comma-separated: kafka, faust, two-workers, one-line, shipper, latency, "
         "pipeline (every throughput run; give --latency-rate)",
     )
     parser.add_argument("--parse-processes", type=int, default=StreamSettings().parse_processes,
@@ -328,8 +328,8 @@ def main() -> None:
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
-    if "pipeline" in skip and not args.latency_rate and "latency" not in skip:
-        parser.error("--skip pipeline leaves no measured rate: give --latency-rate")
+    if skip & {"pipeline", "one-line"} and not args.latency_rate and "latency" not in skip:
+        parser.error("without the one-line run there is no measured rate: give --latency-rate")
     lines, model = prepare(args.out, args.lines)
     results: dict = {"lines": len(lines), "cpus": os.cpu_count(), "parse_processes": args.parse_processes}
     with ExitStack() as stack:
@@ -337,7 +337,7 @@ def main() -> None:
             local_kafka(args.out / "kafka")).bootstrap  # fmt: skip
         for variant, per_message in (("one line per message", 1), (f"{args.shipper_lines} lines per message",
                                                                     args.shipper_lines)):  # fmt: skip
-            if (per_message > 1 and "shipper" in skip) or "pipeline" in skip:
+            if "pipeline" in skip or ("shipper" if per_message > 1 else "one-line") in skip:
                 continue
             topic = unique("bench-raw")
             create_topic(bootstrap, topic, args.partitions)
