@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streaming.delivery import DirectDeliveryConsumer
+
 log = logging.getLogger("logbert.consumer")
 
 
@@ -58,7 +60,7 @@ def position_or_none(consumer, tp) -> int | None:
         return None
 
 
-class Consumer(faust_aiokafka.Consumer):
+class Consumer(DirectDeliveryConsumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

@@ -1,0 +1,121 @@
+"""The consumer loop's direct delivery (streaming/delivery.py), without a broker."""
+
+import asyncio
+import inspect
+import textwrap
+
+import pytest
+
+from streaming.delivery import DirectDeliveryConsumer, deliver
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_delivery_that_need_not_wait_runs_without_a_task():
+    seen = []
+
+    async def callback():
+        seen.append(asyncio.current_task())
+
+    async def main():
+        interrupt = asyncio.get_running_loop().create_future()
+        assert await deliver(callback(), interrupt)
+        return asyncio.current_task()
+
+    caller = run(main())
+    assert seen == [caller]  # ran in the caller's task: no task of its own
+
+
+def test_a_delivery_that_waits_finishes_when_what_it_waits_on_does():
+    async def main():
+        loop = asyncio.get_running_loop()
+        interrupt, room = loop.create_future(), loop.create_future()
+        steps = []
+
+        async def callback():
+            steps.append("put")
+            steps.append(await room)  # a full buffer, until the stream takes a message
+            await asyncio.sleep(0)  # a bare yield on the way
+            steps.append("done")
+            return "ignored"
+
+        loop.call_later(0.01, room.set_result, "room")
+        assert await deliver(callback(), interrupt)
+        return steps
+
+    assert run(main()) == ["put", "room", "done"]
+
+
+def test_an_interrupt_closes_a_waiting_delivery_where_it_waits():
+    async def main():
+        loop = asyncio.get_running_loop()
+        interrupt, never = loop.create_future(), loop.create_future()
+        cleaned = []
+
+        async def callback():
+            try:
+                await never
+            finally:
+                cleaned.append(True)
+
+        loop.call_later(0.01, interrupt.set_result, None)
+        delivered = await asyncio.wait_for(deliver(callback(), interrupt), 5)  # fails, not hangs, if ignored
+        return delivered, cleaned
+
+    assert run(main()) == (False, [True])
+
+
+def test_an_error_in_the_delivery_reaches_the_loop():
+    async def main():
+        loop = asyncio.get_running_loop()
+        interrupt, ready = loop.create_future(), loop.create_future()
+
+        async def callback():
+            await ready
+            raise ValueError("bad message")
+
+        loop.call_later(0.01, ready.set_result, None)
+        await deliver(callback(), interrupt)
+
+    with pytest.raises(ValueError, match="bad message"):
+        run(main())
+
+
+def test_cancelling_the_loop_closes_the_delivery():
+    async def main():
+        loop = asyncio.get_running_loop()
+        interrupt, never = loop.create_future(), loop.create_future()
+        cleaned = []
+
+        async def callback():
+            try:
+                await never
+            finally:
+                cleaned.append(True)
+
+        task = asyncio.ensure_future(deliver(callback(), interrupt))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return cleaned
+
+    assert run(main()) == [True]
+
+
+def test_fausts_drain_loop_is_the_one_this_was_copied_from():
+    """The override copies Faust's `_drain_messages` and changes one call: a Faust upgrade that
+    changes the loop must be looked at (and this copy brought up to date)."""
+    from faust.transport.consumer import Consumer
+
+    def body(method) -> list[str]:
+        lines = textwrap.dedent(inspect.getsource(method)).splitlines()[1:]  # not the signature
+        return [code for line in lines if (code := line.split("#")[0].strip())]  # nor comments
+
+    theirs, ours = body(Consumer._drain_messages), body(DirectDeliveryConsumer._drain_messages)
+    call = theirs.index("await self.wait_first(")
+    assert theirs[call : call + 3] == ["await self.wait_first(", "callback(message), self.suspend_flow.wait()", ")"]
+    theirs[call : call + 3] = ["await deliver(callback(message), self.interrupt())"]
+    assert ours == theirs
