@@ -23,89 +23,82 @@ _WORD_BOUNDARIES = {sre_constants.AT_BOUNDARY, sre_constants.AT_NON_BOUNDARY,
                     sre_constants.AT_UNI_BOUNDARY, sre_constants.AT_UNI_NON_BOUNDARY}  # fmt: skip
 
 
-def _never_whitespace(items) -> bool:
-    """True when nothing in this parsed pattern can match a whitespace character or an edge of the line."""
+def _inner_patterns(op, arg) -> list | None:
+    """The parsed sub-patterns of a repeat, group, look-around, alternation or atomic group; None
+    for anything else (a test of one character, an anchor, a back reference)."""
+    if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT):
+        return [arg[2]]
+    if op is sre_constants.SUBPATTERN:
+        return [arg[3]]
+    if op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+        return [arg[1]]
+    if op is sre_constants.BRANCH:
+        return arg[1]
+    if op is sre_constants.ATOMIC_GROUP:
+        return [arg]
+    return None
+
+
+def _every_test(items, test_ok) -> bool:
+    """True when `test_ok(op, arg)` holds for every test in this parsed pattern, at any depth."""
     for op, arg in items:
-        if op is sre_constants.LITERAL:
-            if chr(arg).isspace():
+        inner = _inner_patterns(op, arg)
+        if inner is None:
+            if not test_ok(op, arg):
                 return False
-        elif op is sre_constants.IN:
-            for inner_op, inner_arg in arg:
-                if inner_op is sre_constants.NEGATE:
-                    return False
-                if inner_op is sre_constants.LITERAL and chr(inner_arg).isspace():
-                    return False
-                if inner_op is sre_constants.RANGE and any(inner_arg[0] <= c <= inner_arg[1] for c in _WHITESPACE):
-                    return False
-                if inner_op is sre_constants.CATEGORY and inner_arg not in _CATEGORIES_WITHOUT_SPACE:
-                    return False
-        elif op is sre_constants.AT:
-            if arg not in _WORD_BOUNDARIES:  # ^ $ \A \Z would hold at every token
-                return False
-        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT):
-            if not _never_whitespace(arg[2]):
-                return False
-        elif op is sre_constants.SUBPATTERN:
-            if not _never_whitespace(arg[3]):
-                return False
-        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
-            if not _never_whitespace(arg[1]):
-                return False
-        elif op is sre_constants.BRANCH:
-            if not all(_never_whitespace(branch) for branch in arg[1]):
-                return False
-        elif op is sre_constants.ATOMIC_GROUP:
-            if not _never_whitespace(arg):
-                return False
-        elif op is not sre_constants.GROUPREF:  # a back reference repeats a group checked above
-            return False  # anything else (., [^...], \s, \W, conditionals): not provably safe
+        elif not all(_every_test(pattern, test_ok) for pattern in inner):
+            return False
     return True
+
+
+def _never_whitespace(op, arg) -> bool:
+    """Can this test never match a whitespace character or an edge of the line?"""
+    if op is sre_constants.LITERAL:
+        return not chr(arg).isspace()
+    if op is sre_constants.IN:
+        for inner_op, inner_arg in arg:
+            if inner_op is sre_constants.NEGATE:
+                return False
+            if inner_op is sre_constants.LITERAL and chr(inner_arg).isspace():
+                return False
+            if inner_op is sre_constants.RANGE and any(inner_arg[0] <= c <= inner_arg[1] for c in _WHITESPACE):
+                return False
+            if inner_op is sre_constants.CATEGORY and inner_arg not in _CATEGORIES_WITHOUT_SPACE:
+                return False
+        return True
+    if op is sre_constants.AT:
+        return arg in _WORD_BOUNDARIES  # ^ $ \A \Z would hold at every token
+    # A back reference repeats a group checked on its own; anything else (., [^...], \s, \W,
+    # conditionals) is not provably safe.
+    return op is sre_constants.GROUPREF
 
 
 _NONZERO_DIGITS = "123456789"
 _SHAPE = str.maketrans(_NONZERO_DIGITS, "1" * 9)
 
 
-def _blind_to_digits(items) -> bool:
-    """True when nothing in this parsed pattern tells the digits 1-9 apart (0 may be special)."""
-    for op, arg in items:
-        if op in (sre_constants.LITERAL, sre_constants.NOT_LITERAL):
-            if chr(arg) in _NONZERO_DIGITS:
+def _blind_to_digits(op, arg) -> bool:
+    """Does this test treat the digits 1-9 alike (0 may be special)?"""
+    if op in (sre_constants.LITERAL, sre_constants.NOT_LITERAL):
+        return chr(arg) not in _NONZERO_DIGITS
+    if op is sre_constants.IN:
+        for inner_op, inner_arg in arg:
+            if inner_op is sre_constants.LITERAL and chr(inner_arg) in _NONZERO_DIGITS:
                 return False
-        elif op is sre_constants.IN:
-            for inner_op, inner_arg in arg:
-                if inner_op is sre_constants.LITERAL and chr(inner_arg) in _NONZERO_DIGITS:
+            if inner_op is sre_constants.RANGE:
+                if sum(inner_arg[0] <= ord(c) <= inner_arg[1] for c in _NONZERO_DIGITS) not in (0, 9):
                     return False
-                if inner_op is sre_constants.RANGE:
-                    inside = sum(inner_arg[0] <= ord(c) <= inner_arg[1] for c in _NONZERO_DIGITS)
-                    if inside not in (0, 9):
-                        return False
-                elif inner_op not in (sre_constants.LITERAL, sre_constants.CATEGORY, sre_constants.NEGATE):
-                    return False
-        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT):
-            if not _blind_to_digits(arg[2]):
+            elif inner_op not in (sre_constants.LITERAL, sre_constants.CATEGORY, sre_constants.NEGATE):
                 return False
-        elif op is sre_constants.SUBPATTERN:
-            if not _blind_to_digits(arg[3]):
-                return False
-        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
-            if not _blind_to_digits(arg[1]):
-                return False
-        elif op is sre_constants.BRANCH:
-            if not all(_blind_to_digits(branch) for branch in arg[1]):
-                return False
-        elif op is sre_constants.ATOMIC_GROUP:
-            if not _blind_to_digits(arg):
-                return False
-        elif op not in (sre_constants.ANY, sre_constants.AT, sre_constants.CATEGORY):
-            return False  # back references, conditionals: the text they compare is not the shape's
-    return True
+        return True
+    # Back references and conditionals compare text, and the token's is not the shape's.
+    return op in (sre_constants.ANY, sre_constants.AT, sre_constants.CATEGORY)
 
 
 def digit_blind(pattern: str) -> bool:
     """Does this mask match a token with its digits 1-9 made 1 exactly where it matches the token?"""
     try:
-        return _blind_to_digits(sre_parser.parse(pattern))
+        return _every_test(sre_parser.parse(pattern), _blind_to_digits)
     except re.error:
         return False
 
@@ -116,7 +109,9 @@ def token_safe(pattern: str, mask_with: str) -> bool:
         parsed = sre_parser.parse(pattern)
     except re.error:
         return False
-    return parsed.getwidth()[0] > 0 and _never_whitespace(parsed) and not any(c.isspace() for c in mask_with)
+    return (
+        parsed.getwidth()[0] > 0 and _every_test(parsed, _never_whitespace) and not any(c.isspace() for c in mask_with)
+    )
 
 
 class TokenMasker:

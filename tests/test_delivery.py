@@ -48,20 +48,23 @@ def test_a_delivery_that_waits_finishes_when_what_it_waits_on_does():
     assert run(main()) == ["put", "room", "done"]
 
 
+def waiting_forever(cleaned: list):
+    """A delivery that waits until it is closed, and notes that its clean-up ran."""
+
+    async def callback():
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            cleaned.append(True)
+
+    return callback()
+
+
 def test_an_interrupt_closes_a_waiting_delivery_where_it_waits():
     async def main():
-        loop = asyncio.get_running_loop()
-        interrupt, never = loop.create_future(), loop.create_future()
-        cleaned = []
-
-        async def callback():
-            try:
-                await never
-            finally:
-                cleaned.append(True)
-
-        loop.call_later(0.01, interrupt.set_result, None)
-        delivered = await asyncio.wait_for(deliver(callback(), interrupt), 5)  # fails, not hangs, if ignored
+        interrupt, cleaned = asyncio.get_running_loop().create_future(), []
+        asyncio.get_running_loop().call_later(0.01, interrupt.set_result, None)
+        delivered = await asyncio.wait_for(deliver(waiting_forever(cleaned), interrupt), 5)  # fails, not hangs
         return delivered, cleaned
 
     assert run(main()) == (False, [True])
@@ -85,17 +88,8 @@ def test_an_error_in_the_delivery_reaches_the_loop():
 
 def test_cancelling_the_loop_closes_the_delivery():
     async def main():
-        loop = asyncio.get_running_loop()
-        interrupt, never = loop.create_future(), loop.create_future()
-        cleaned = []
-
-        async def callback():
-            try:
-                await never
-            finally:
-                cleaned.append(True)
-
-        task = asyncio.ensure_future(deliver(callback(), interrupt))
+        interrupt, cleaned = asyncio.get_running_loop().create_future(), []
+        task = asyncio.ensure_future(deliver(waiting_forever(cleaned), interrupt))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
