@@ -9,7 +9,7 @@ joins the same race, against one shared future that stands for the three events.
 
 The loop still yields to the event loop before each message, as Faust's did inside every race:
 without that, a model-rollout test lost raw lines in 2 of 5 runs (1,218 of 1,500 sequences in one),
-messages handed to the streams while the new member recovered, which Faust skips and acks; with
+likely messages handed to the streams while the new member recovered, which Faust skips and acks; with
 it, 5 of 5 were exact, for 2% of the throughput (10,599 -> 10,379 lines/s, 400k lines).
 
 `_drain_messages` is Faust 0.15.3's with those two changes (tests/test_delivery.py checks that
