@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from logkeys.templates import TemplateSet
 from streaming.alerts import bounded
-from streaming.messages import Rejected, decode_batch
+from streaming.messages import Rejected, decode_value
 
 GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
 
@@ -63,7 +63,8 @@ class LineReader:
         # Session ids in the common case of one per line, without a call per line.
         find_sessions = self.session_pattern.findall if self.session_pattern is not None else None
         group_keys = self.group_keys
-        for decoded, problem in decode_batch(values, value_format):
+        for value in values:
+            decoded, problem = decode_value(value, value_format)
             lines: list[LineRead] = []
             for text, timestamp, source, truncated in decoded:
                 key, parsed_timestamp, header_source = read_line(text)

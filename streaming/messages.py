@@ -79,28 +79,6 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
     return [_bounded(line) for line in lines], None
 
 
-def decode_batch(values: list[bytes | None], value_format: str = "auto") -> list[tuple[list[RawLine], Rejected | None]]:
-    """`decode_value` of each value. A batch of one-line UTF-8 values, the common case, is decoded in
-    one call: a newline never occurs inside a UTF-8 character, so the joined bytes decode, and split
-    at their newlines, exactly as the values do one by one. A line that is not plain text (empty,
-    JSON-like, a carriage return, too long) is decoded on its own."""
-    if value_format == "json" or not values or None in values:
-        return [decode_value(value, value_format) for value in values]
-    joined = b"\n".join(values)
-    if joined.count(b"\n") != len(values) - 1:  # some value holds several lines
-        return [decode_value(value, value_format) for value in values]
-    try:
-        texts = joined.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        return [decode_value(value, value_format) for value in values]
-    return [
-        ([RawLine(text)], None)
-        if text and text[-1] != "\r" and len(text) <= MAX_LINE_BYTES and text[0] not in "{[" and not text[0].isspace()
-        else decode_value(value, value_format)
-        for text, value in zip(texts, values)
-    ]
-
-
 def _looks_json(text: str) -> bool:
     first = text[:1]
     return first in ("{", "[") or (first.isspace() and text.lstrip()[:1] in ("{", "["))

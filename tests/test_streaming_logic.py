@@ -682,38 +682,3 @@ def test_a_sessions_events_added_at_once_equal_the_rule_written_out(events, max_
     for g, w in zip(got, want):
         assert g[6].items() <= w[6].items()
         assert len(g[6]) == min(len(w[6]), 5)
-
-
-_VALUE_PIECES = [b"081109 203518 143 INFO x: blk_1 y", b"", b" ", b"\r", b"\n", b"{", b"[", b'{"line": "a"}', b"\xff",
-                 b"\xc3\xa9", b"\xc3", b"\xe2\x80\xa8", b"\x85", b"\t", b"x" * 10, "é".encode(), b"y" * 70_000]  # fmt: skip
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.lists(st.sampled_from(_VALUE_PIECES), max_size=5).map(b"".join)), max_size=12),
-       st.sampled_from(["auto", "text", "json"]))  # fmt: skip
-def test_a_batch_of_values_decodes_as_each_value_does(values, value_format):
-    from streaming.messages import decode_batch
-
-    assert decode_batch(values, value_format) == [decode_value(v, value_format) for v in values]
-
-
-@pytest.mark.parametrize("value_format", ["auto", "text"])
-@pytest.mark.parametrize(
-    "odd",
-    [b"abc\r", b" x", b'{"line": "a"}', b"[1]", b"", b"   ", b"\xff", b"y" * 70_000, b"\x85x", "\u2028 x".encode()],
-)
-def test_an_odd_value_in_a_batch_of_plain_lines_decodes_as_on_its_own(odd, value_format):
-    from streaming.messages import decode_batch
-
-    values = [b"plain line", odd, b"another"]
-    assert decode_batch(values, value_format) == [decode_value(v, value_format) for v in values]
-
-
-def test_a_batch_of_plain_lines_is_decoded_in_one_go(monkeypatch):
-    from streaming import messages
-
-    calls = []
-    monkeypatch.setattr(messages, "decode_value", lambda *args: calls.append(args) or ([], None))
-    lines = messages.decode_batch([b"first line", b"second line", "\u00e9t\u00e9".encode()], "auto")
-    assert [[line.text for line in decoded] for decoded, _ in lines] == [["first line"], ["second line"], ["été"]]
-    assert calls == []  # none of them went through the one-by-one path
