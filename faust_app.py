@@ -37,6 +37,10 @@ class LogbertApp(faust.App):
         observer.load_model(pipeline)
         await super().on_first_start()
 
+    @property
+    def direct_delivery(self) -> bool:  # read by the consumer (streaming/delivery.py)
+        return settings.direct_delivery
+
     def _new_transport(self):
         # reads partitions with no committed offset from the beginning after Faust drops fetched records
         return consumer_position.Transport(self.conf.broker_consumer, self)

@@ -64,6 +64,12 @@ class StreamSettings:
         "processes that read lines beside the event loop (0: on the loop)",
         int,
     )
+    direct_delivery: bool = env_setting(
+        "LOGBERT_DIRECT_DELIVERY",
+        "0",
+        "1: the consumer hands messages to the streams without Faust's per-message tasks (faster; opt-in)",
+        lambda text: text.strip().lower() in ("1", "true", "yes"),
+    )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
     max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds the parse stage waits to fill a batch", float)
     score_wait: float = env_setting(
