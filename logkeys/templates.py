@@ -57,7 +57,7 @@ class LineSplitter:
     def __init__(self, preset: ParserPreset) -> None:
         self.preset = preset
         self._header = re.compile(preset.header) if preset.header else None
-        # Group numbers for `read`, which skips building the field dict (half its cost).
+        # Group numbers, so `read` need not build the field dict (half its cost).
         index = self._header.groupindex if self._header else {}
         if self._header is not None and "content" not in index:
             raise ValueError(f"preset {preset.name!r}: the header pattern has no (?P<content>...) group")
@@ -68,39 +68,35 @@ class LineSplitter:
         all_there = all(f in index for f in preset.timestamp_fields)
         self._stamp_groups = tuple(index[f] for f in preset.timestamp_fields) if stamped and all_there else ()
 
-    def split(self, line: str) -> tuple[str, dict[str, str]]:
+    def _match(self, line: str) -> tuple[str, re.Match | None]:
         line = line.rstrip("\r\n")
-        if self._header is None:
-            return line, {}
-        found = self._header.match(line)
+        return line, (self._header.match(line) if self._header is not None else None)
+
+    def _content(self, found: re.Match) -> str:
+        """The content group, after the prefix fields that took part (e.g. BGL's component and level)."""
+        content = found.group(self._content_group) or ""
+        prefix = [text for text in map(found.group, self._prefix_groups) if text is not None]
+        return " ".join([*prefix, content]) if prefix else content
+
+    def split(self, line: str) -> tuple[str, dict[str, str]]:
+        line, found = self._match(line)
         if found is None:
             return line, {}
         fields = found.groupdict()
         if None in fields.values():  # optional groups that did not take part
             fields = {k: v for k, v in fields.items() if v is not None}
-        content = fields.get("content", "")
-        if self.preset.content_prefix_fields:
-            prefix = [fields[f] for f in self.preset.content_prefix_fields if f in fields]
-            if prefix:
-                content = " ".join([*prefix, content])
-        return content, fields
+        return self._content(found), fields
 
     def read(self, line: str) -> tuple[str, tuple[str | None, ...] | None, str | None]:
         """What the parse stage needs of a line: its content as `split` gives it, the timestamp
-        fields' texts (None when the preset has none or the header does not match), the source field."""
-        line = line.rstrip("\r\n")
-        found = self._header.match(line) if self._header is not None else None
+        fields' texts (None when the preset has none or the header does not match), the source field;
+        without building the field dict."""
+        line, found = self._match(line)
         if found is None:
             return line, None, None
-        group = found.group
-        content = group(self._content_group) or ""
-        if self._prefix_groups:
-            prefix = [text for text in map(group, self._prefix_groups) if text is not None]
-            if prefix:
-                content = " ".join([*prefix, content])
-        stamp = tuple(map(group, self._stamp_groups)) if self._stamp_groups else None
-        source = group(self._source_group) if self._source_group is not None else None
-        return content, stamp, source
+        stamp = tuple(map(found.group, self._stamp_groups)) if self._stamp_groups else None
+        source = found.group(self._source_group) if self._source_group is not None else None
+        return self._content(found), stamp, source
 
 
 class TemplateSet:
@@ -150,7 +146,7 @@ class TemplateSet:
     def read_line(self, line: str) -> tuple[int, float | None, str | None]:
         """`parse` for the hot path: the key, the timestamp and the header's source field."""
         content, stamp, source = self._splitter.read(line)
-        timestamp = self._timestamps(stamp) if stamp is not None and self._timestamps is not None else None
+        timestamp = self._timestamps(stamp) if stamp is not None else None  # a stamp only where a format is
         return self.match_content(content), timestamp, source
 
     def to_json(self) -> dict:

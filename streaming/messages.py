@@ -71,7 +71,7 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
         line = text.removesuffix("\r")
         if not line or line.isspace():
             return [], Rejected("no log line in the value", value)
-        return [RawLine(line) if len(line) <= MAX_LINE_BYTES else _bounded(RawLine(line))], None
+        return [_bounded(RawLine(line))], None
     # "\n" only: str.splitlines would also cut at \x0b, \x1c, \x85, \u2028 ... inside a line
     lines = [RawLine(line.removesuffix("\r")) for line in text.split("\n") if line.strip()]
     if not lines:

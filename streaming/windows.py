@@ -87,16 +87,7 @@ class SessionWindower:
                 current = None
             if current is None:
                 current = _new(0, ts, through)
-            times = current.get("times")
-            if times is not None and (not times or ts >= times[-1]):  # in time order, the common case
-                times.append(ts)
-                current["keys"].append(key)
-                if raw and raw[0] is not None:
-                    unseen = current.setdefault("unseen", {})
-                    if len(unseen) < MAX_UNSEEN_KEPT:
-                        unseen[str(len(times) - 1)] = raw[0]
-            else:
-                insert_in_time_order(current, key, ts, raw[0] if raw else None)
+            insert_in_time_order(current, key, ts, raw[0] if raw else None)
             if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
                 current["start"] = current["end"] = ts
             elif ts < current["start"]:
