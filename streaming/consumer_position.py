@@ -6,6 +6,8 @@ aiokafka's `seek_to_committed` skips a partition whose committed offset is missi
 there the position stayed past the dropped records and they were never read: a worker killed
 before its group's first commit on a partition lost the last messages it had written there.
 Seeking such partitions to their beginning is what `auto_offset_reset=earliest` promises.
+The flow also stops for that seek (`Consumer.perform_seek`), so nothing is handed to the streams
+between the seek and Faust emptying their buffers.
 """
 
 from __future__ import annotations
@@ -63,6 +65,17 @@ def position_or_none(consumer, tp) -> int | None:
 class Consumer(DirectDeliveryConsumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Faust resumes a new member's stream partitions, seeks them back to their committed offsets,
+        then resumes the app's flow, which empties the streams' buffers: a record handed to a stream
+        after the seek (or from a batch fetched before it) and before that was emptied out and never
+        read again; lines produced while a member finished its recovery were lost. The flow stops
+        for the seek, as for a rebalance: a fetched batch is cut there, nothing more is handed on
+        until Faust resumes the flow after emptying the buffers, and reading starts again at the
+        committed offsets."""
+        self.stop_flow()
+        await super().perform_seek()
 
 
 class Transport(faust_aiokafka.Transport):

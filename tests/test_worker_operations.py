@@ -164,12 +164,13 @@ def test_a_model_rollout_carries_open_sessions_over(trained_model, generated_hdf
         at_switch = wait_until(drained, 120, "worker A did not drain the first half", log_a)
     assert at_switch["logbert_open_windows"] > 0, "the switch must leave sessions open"
 
+    # The rest is already waiting when B joins: B fetches it while it finishes its recovery.
+    run_produce(StreamSettings(bootstrap_servers=bootstrap), str(halves[1]), topic, 0.0, 1)
     port = free_port()
     log_b = tmp_path / "worker-b.log"
     with running_worker(bootstrap, {**env, "LOGBERT_MODEL_DIR": str(model_b), "LOGBERT_OTHER_MODEL_DIRS": str(trained_model),
                                     "LOGBERT_QUIET_FLUSH": "3", "LOGBERT_WEB_PORT": str(port)}, port, log_b):  # fmt: skip
         wait_until(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, 120, "worker B not ready", log_b)
-        run_produce(StreamSettings(bootstrap_servers=bootstrap), str(halves[1]), topic, 0.0, 1)
         _, expected_total = batch_decisions(model_b, log_path)
         scores = [v for _, v in consume_json(bootstrap, [scores_topic], lambda v: len(v) >= expected_total, 180)]
         alerts = [v for _, v in consume_json(bootstrap, [alerts_topic], lambda v: False, 5)]
