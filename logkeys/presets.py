@@ -162,8 +162,9 @@ class TimestampParser:
         return whole
 
 
-_FIXED_WIDTH_FIELDS = {"%Y": r"(\d{4})", "%y": r"(\d{2})", "%m": r"(\d{2})", "%d": r"(\d{2})",
-                       "%H": r"(\d{2})", "%M": r"(\d{2})", "%S": r"(\d{2})"}  # fmt: skip
+# ASCII digits: strptime reads other decimal digits in some fields only (its %S begins [0-5]).
+_FIXED_WIDTH_FIELDS = {"%Y": r"([0-9]{4})", "%y": r"([0-9]{2})", "%m": r"([0-9]{2})", "%d": r"([0-9]{2})",
+                       "%H": r"([0-9]{2})", "%M": r"([0-9]{2})", "%S": r"([0-9]{2})"}  # fmt: skip
 
 
 def _fixed_width_pattern(timestamp_format: str) -> tuple[re.Pattern | None, bool]:

@@ -72,6 +72,8 @@ def test_fixed_width_timestamps_equal_strptime(timestamp_format):
     for _ in range(500):  # valid ones, %y's whole range (1969-2068)
         moment = datetime(1969, 1, 1, tzinfo=timezone.utc).timestamp() + rng.random() * 100 * 365.25 * 86400
         samples.append(datetime.fromtimestamp(moment, timezone.utc).strftime(timestamp_format))
+    minute = datetime(2008, 11, 9, 20, 35, tzinfo=timezone.utc).strftime(timestamp_format)[:-2]
+    samples += [minute + f"{second:02d}" for second in range(100)] + [minute + "٣٣", "٢٠٠٨" + minute[4:] + "33"]
     samples += [timestamp_format.replace("%", ""), "", " 081109 203518", "081109  203518", "081109\t203518",
                 "81109 203518", "081109 2035180"]  # fmt: skip
     parser = TimestampParser(timestamp_format)
