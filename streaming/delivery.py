@@ -7,13 +7,16 @@ was a fifth of a worker's event loop. A delivery mostly finishes without waiting
 buffer has room), so here it runs directly, as far as it goes; only a delivery that must wait
 joins the same race, against one shared future that stands for the three events.
 
-The loop still yields to the event loop before each message, as Faust's did inside every race:
-without that, a model-rollout test lost raw lines in 2 of 5 runs (1,218 of 1,500 sequences in one),
-likely messages handed to the streams while the new member recovered, which Faust skips and acks; with
-it, 5 of 5 were exact, for 2% of the throughput (10,599 -> 10,379 lines/s, 400k lines).
+The loop still yields to the event loop before each message, as Faust's did inside every race.
 
-Still, the rollout test failed in 2 of 2 CI runs with it (once losing lines, once two extra
-alerts), so it is opt-in (`LOGBERT_DIRECT_DELIVERY=1`); the default is Faust's own loop.
+The model-rollout test lost lines with it in about a third of the runs (2 of 2 in CI): records
+handed to the streams after a new member's seek back to its committed offsets, which Faust then
+emptied out of the stream buffers (consumer_position.Consumer.perform_seek now stops the flow for
+the seek). Faust's own loop has the same gap (the seek and the emptying are Faust's), though it
+never showed in 13 runs of the test.
+
+From Python 3.12, asyncio.wait_for and asyncio.timeout cancel the current task; a delivery runs in
+the consumer loop's task, so direct delivery is used on Python 3.11 only.
 
 `_drain_messages` is Faust 0.15.3's with those two changes (tests/test_delivery.py checks that
 Faust's loop is still the one this was copied from)."""
@@ -21,6 +24,7 @@ Faust's loop is still the one this was copied from)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, cast
 
@@ -29,6 +33,13 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service, ServiceT
 
 _FINISHED = object()
+
+
+def direct_delivery_supported() -> bool:
+    """From Python 3.12, asyncio.wait_for and asyncio.timeout cancel the current task when they expire.
+    A delivery runs in the consumer loop's task, so an expiring timeout inside it (Faust's producer
+    waits with wait_for while its buffer is full) would cancel the consumer loop instead."""
+    return sys.version_info < (3, 12)
 
 
 def _step(coroutine: Coroutine) -> Any:
@@ -83,7 +94,7 @@ class DirectDeliveryConsumer(faust_aiokafka.Consumer):
         return self._interrupt
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
-        if not getattr(self.app, "direct_delivery", False):
+        if not (getattr(self.app, "direct_delivery", False) and direct_delivery_supported()):
             return await super()._drain_messages(fetcher)  # Faust's own loop, the default
         callback = self.callback
         getmany = self.getmany

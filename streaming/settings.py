@@ -66,8 +66,8 @@ class StreamSettings:
     )
     direct_delivery: bool = env_setting(
         "LOGBERT_DIRECT_DELIVERY",
-        "0",
-        "1: the consumer hands messages to the streams without Faust's per-message tasks (faster; opt-in)",
+        "1",
+        "1: the consumer hands messages to the streams without Faust's per-message tasks (Python 3.11 only); 0: Faust's loop",
         lambda text: text.strip().lower() in ("1", "true", "yes"),
     )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from streaming.delivery import DirectDeliveryConsumer, deliver
+from streaming.delivery import DirectDeliveryConsumer, deliver, direct_delivery_supported
 
 
 def run(coroutine):
@@ -109,7 +109,7 @@ def test_fausts_drain_loop_is_the_one_this_was_copied_from():
         return [code for line in lines if (code := line.split("#")[0].strip())]  # nor comments
 
     theirs, ours = body(Consumer._drain_messages), body(DirectDeliveryConsumer._drain_messages)
-    opt_in = ours.index('if not getattr(self.app, "direct_delivery", False):')
+    opt_in = ours.index('if not (getattr(self.app, "direct_delivery", False) and direct_delivery_supported()):')
     assert ours[opt_in + 1] == "return await super()._drain_messages(fetcher)"  # the default: Faust's loop
     del ours[opt_in : opt_in + 2]
     call = theirs.index("await self.wait_first(")
@@ -117,3 +117,23 @@ def test_fausts_drain_loop_is_the_one_this_was_copied_from():
     theirs[call : call + 3] = ["await deliver(callback(message), self.interrupt())"]
     theirs[theirs.index("yield_every = 100")] = "yield_every = 0"  # a yield before each message
     assert ours == theirs
+
+
+def test_a_timeout_inside_a_delivery_stays_inside_it():
+    """Faust's producer waits with asyncio.wait_for while its buffer is full. From Python 3.12 an
+    expiring timeout cancels the current task, the consumer loop's, so direct delivery is not used there."""
+
+    async def callback():
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().create_future(), 0.01)
+        except asyncio.TimeoutError:
+            return
+
+    async def main():
+        return await deliver(callback(), asyncio.get_running_loop().create_future())
+
+    if direct_delivery_supported():
+        assert run(main())
+    else:
+        with pytest.raises(asyncio.CancelledError):
+            run(main())
