@@ -95,7 +95,7 @@ class DirectDeliveryConsumer(faust_aiokafka.Consumer):
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         if not (getattr(self.app, "direct_delivery", False) and direct_delivery_supported()):
-            return await super()._drain_messages(fetcher)  # Faust's own loop, the default
+            return await super()._drain_messages(fetcher)  # Faust's own loop
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set
