@@ -38,6 +38,9 @@ class LogbertApp(faust.App):
         observer.load_model(pipeline)
         if settings.direct_delivery and not direct_delivery_supported():
             self.log.warning("LOGBERT_DIRECT_DELIVERY is ignored from Python 3.12 on (streaming/delivery.py)")
+        # Past this many unsent messages (changelog writes, keys, sequences) Faust stops handing
+        # messages to the streams until 100 more are sent, one wait at a time.
+        self.producer.buffer.max_messages = settings.producer_buffer
         await super().on_first_start()
 
     @property

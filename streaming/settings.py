@@ -70,6 +70,12 @@ class StreamSettings:
         "1: the consumer hands messages to the streams without Faust's per-message tasks (Python 3.11 only); 0: Faust's loop",
         lambda text: text.strip().lower() in ("1", "true", "yes"),
     )
+    producer_buffer: int = env_setting(
+        "LOGBERT_PRODUCER_BUFFER",
+        "100",
+        "messages waiting to be sent before the streams wait for the producer (Faust's default, 100)",
+        int,
+    )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
     max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds the parse stage waits to fill a batch", float)
     score_wait: float = env_setting(
