@@ -39,7 +39,7 @@ class LogbertApp(faust.App):
         if settings.direct_delivery and not direct_delivery_supported():
             self.log.warning("LOGBERT_DIRECT_DELIVERY is ignored from Python 3.12 on (streaming/delivery.py)")
         # Past this many unsent messages (changelog writes, keys, sequences) Faust stops handing
-        # messages to the streams until 100 more are sent, one wait at a time.
+        # messages to the streams until as many more are sent, one wait at a time.
         self.producer.buffer.max_messages = settings.producer_buffer
         await super().on_first_start()
 

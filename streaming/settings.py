@@ -68,7 +68,7 @@ class StreamSettings:
         "LOGBERT_DIRECT_DELIVERY",
         "1",
         "1: the consumer hands messages to the streams without Faust's per-message tasks (Python 3.11 only); 0: Faust's loop",
-        lambda text: text.strip().lower() in ("1", "true", "yes"),
+        _flag,
     )
     producer_buffer: int = env_setting(
         "LOGBERT_PRODUCER_BUFFER",
