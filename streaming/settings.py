@@ -72,12 +72,12 @@ class StreamSettings:
     )
     producer_buffer: int = env_setting(
         "LOGBERT_PRODUCER_BUFFER",
-        "100",
-        "messages waiting to be sent before the streams wait for the producer (Faust's default, 100)",
+        "5000",
+        "messages waiting to be sent before the streams wait for the producer (Faust's own default: 100)",
         int,
     )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
-    max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.2", "seconds the parse stage waits to fill a batch", float)
+    max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.1", "seconds the parse stage waits to fill a batch", float)
     score_wait: float = env_setting(
         "LOGBERT_SCORE_WAIT", "0.05", "seconds the scoring stage waits to fill a batch (part of alert latency)", float
     )
