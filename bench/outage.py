@@ -44,13 +44,13 @@ def settled(port: int, quiet_for: float = 20.0, limit: float = 120.0) -> dict[st
     """Metrics once the scored count has stood still for `quiet_for` s (the quiet flush ends the last sessions)."""
     deadline = time.monotonic() + limit
     metrics = scrape(port)
+    scored = metric_total(metrics, "logbert_sequences_scored_total")
     still_since = time.monotonic()
     while time.monotonic() - still_since < quiet_for and time.monotonic() < deadline:
         time.sleep(1)
-        latest = scrape(port)
-        if metric_total(latest, "logbert_sequences_scored_total") != metric_total(metrics, "logbert_sequences_scored_total"):
-            still_since = time.monotonic()
-        metrics = latest
+        metrics = scrape(port)
+        if metric_total(metrics, "logbert_sequences_scored_total") != scored:
+            scored, still_since = metric_total(metrics, "logbert_sequences_scored_total"), time.monotonic()
     return metrics
 
 
