@@ -27,7 +27,6 @@ from agents.pipeline import load_pipeline
 from commands.cli_options import evaluate_options, generate_options, produce_options, train_options
 from commands.common import plain_signals
 from streaming import consumer_position, metrics
-from streaming.delivery import direct_delivery_supported
 from streaming.settings import StreamSettings, reference_table
 
 
@@ -36,8 +35,6 @@ class LogbertApp(faust.App):
         # Only a worker starts the app. Load the model before the consumer joins the group, so
         # a bad model directory exits with a clear message and nothing consumed or committed.
         observer.load_model(pipeline)
-        if settings.direct_delivery and not direct_delivery_supported():
-            self.log.warning("LOGBERT_DIRECT_DELIVERY is ignored from Python 3.12 on (streaming/delivery.py)")
         # Past this many unsent messages (changelog writes, keys, sequences) Faust stops handing
         # messages to the streams until as many more are sent, one wait at a time.
         self.producer.buffer.max_messages = settings.producer_buffer

@@ -15,8 +15,11 @@ emptied out of the stream buffers (consumer_position.Consumer.perform_seek now s
 the seek). Faust's own loop has the same gap (the seek and the emptying are Faust's), though it
 never showed in 13 runs of the test.
 
-From Python 3.12, asyncio.wait_for and asyncio.timeout cancel the current task; a delivery runs in
-the consumer loop's task, so direct delivery is used on Python 3.11 only.
+From Python 3.12, asyncio.wait_for and asyncio.timeout cancel the current task when they expire,
+and Faust's producer waits with wait_for while its buffer is full. A delivery run in the consumer
+loop's task would then cancel the consumer loop, so there each delivery gets a task of its own,
+started eagerly (Python 3.12's `eager_start`): it runs at once, as far as it goes, and a delivery
+that need not wait is never scheduled (about 0.4 us more than running it in place).
 
 `_drain_messages` is Faust 0.15.3's with those two changes (tests/test_delivery.py checks that
 Faust's loop is still the one this was copied from)."""
@@ -35,13 +38,6 @@ from mode import Service, ServiceT
 _FINISHED = object()
 
 
-def direct_delivery_supported() -> bool:
-    """From Python 3.12, asyncio.wait_for and asyncio.timeout cancel the current task when they expire.
-    A delivery runs in the consumer loop's task, so an expiring timeout inside it (Faust's producer
-    waits with wait_for while its buffer is full) would cancel the consumer loop instead."""
-    return sys.version_info < (3, 12)
-
-
 def _step(coroutine: Coroutine) -> Any:
     """Runs the coroutine to its next wait: what it waits on (a future; None: a bare yield), or _FINISHED."""
     try:
@@ -50,7 +46,7 @@ def _step(coroutine: Coroutine) -> Any:
         return _FINISHED
 
 
-async def deliver(coroutine: Coroutine, interrupt: asyncio.Future) -> bool:
+async def deliver_in_place(coroutine: Coroutine, interrupt: asyncio.Future) -> bool:
     """Runs `coroutine` to its end in the caller's task, or closes it where it waits once `interrupt`
     is done (as Faust cancels the delivery's task). True when it ran to its end."""
     waiting_on = _step(coroutine)
@@ -69,6 +65,27 @@ async def deliver(coroutine: Coroutine, interrupt: asyncio.Future) -> bool:
         coroutine.close()
         raise
     return True
+
+
+async def deliver_in_eager_task(coroutine: Coroutine, interrupt: asyncio.Future) -> bool:
+    """As `deliver_in_place`, in a task of its own (Python 3.12+): a timeout that expires inside the
+    delivery cancels the delivery's task, not the caller's. The task is cancelled, not awaited,
+    once `interrupt` is done first (as Faust's race does)."""
+    task = asyncio.Task(coroutine, loop=asyncio.get_running_loop(), eager_start=True)  # type: ignore[call-arg]
+    if not task.done():
+        try:
+            await asyncio.wait((task, interrupt), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while waiting: the delivery goes too
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            return False
+    task.result()  # what the delivery raised reaches the loop
+    return True
+
+
+deliver = deliver_in_place if sys.version_info < (3, 12) else deliver_in_eager_task
 
 
 class DirectDeliveryConsumer(faust_aiokafka.Consumer):
@@ -94,7 +111,7 @@ class DirectDeliveryConsumer(faust_aiokafka.Consumer):
         return self._interrupt
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
-        if not (getattr(self.app, "direct_delivery", False) and direct_delivery_supported()):
+        if not getattr(self.app, "direct_delivery", False):
             return await super()._drain_messages(fetcher)  # Faust's own loop
         callback = self.callback
         getmany = self.getmany

@@ -67,7 +67,7 @@ class StreamSettings:
     direct_delivery: bool = env_setting(
         "LOGBERT_DIRECT_DELIVERY",
         "1",
-        "1: the consumer hands messages to the streams without Faust's per-message tasks (Python 3.11 only); 0: Faust's loop",
+        "1: the consumer hands messages to the streams without Faust's per-message tasks; 0: Faust's loop",
         _flag,
     )
     producer_buffer: int = env_setting(

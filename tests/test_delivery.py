@@ -2,30 +2,37 @@
 
 import asyncio
 import inspect
+import sys
 import textwrap
 
 import pytest
 
-from streaming.delivery import DirectDeliveryConsumer, deliver, direct_delivery_supported
+from streaming.delivery import DirectDeliveryConsumer, deliver
 
 
 def run(coroutine):
     return asyncio.run(coroutine)
 
 
-def test_a_delivery_that_need_not_wait_runs_without_a_task():
+def test_a_delivery_that_need_not_wait_finishes_without_the_loop_running():
     seen = []
 
     async def callback():
         seen.append(asyncio.current_task())
 
     async def main():
+        loop_ran = []
+        asyncio.get_running_loop().call_soon(loop_ran.append, True)
         interrupt = asyncio.get_running_loop().create_future()
         assert await deliver(callback(), interrupt)
-        return asyncio.current_task()
+        return asyncio.current_task(), list(loop_ran)  # as it stood when the delivery returned
 
-    caller = run(main())
-    assert seen == [caller]  # ran in the caller's task: no task of its own
+    caller, loop_ran = run(main())
+    assert seen and not loop_ran  # it ran to its end, and nothing was scheduled for it
+    if sys.version_info < (3, 12):
+        assert seen == [caller]  # in the caller's task: no task of its own
+    else:
+        assert seen[0] is not caller  # an eager task of its own (see the timeout test)
 
 
 def test_a_delivery_that_waits_finishes_when_what_it_waits_on_does():
@@ -109,7 +116,7 @@ def test_fausts_drain_loop_is_the_one_this_was_copied_from():
         return [code for line in lines if (code := line.split("#")[0].strip())]  # nor comments
 
     theirs, ours = body(Consumer._drain_messages), body(DirectDeliveryConsumer._drain_messages)
-    opt_in = ours.index('if not (getattr(self.app, "direct_delivery", False) and direct_delivery_supported()):')
+    opt_in = ours.index('if not getattr(self.app, "direct_delivery", False):')
     assert ours[opt_in + 1] == "return await super()._drain_messages(fetcher)"  # the default: Faust's loop
     del ours[opt_in : opt_in + 2]
     call = theirs.index("await self.wait_first(")
@@ -121,7 +128,8 @@ def test_fausts_drain_loop_is_the_one_this_was_copied_from():
 
 def test_a_timeout_inside_a_delivery_stays_inside_it():
     """Faust's producer waits with asyncio.wait_for while its buffer is full. From Python 3.12 an
-    expiring timeout cancels the current task, the consumer loop's, so direct delivery is not used there."""
+    expiring timeout cancels the current task: there a delivery needs a task of its own, or the
+    expiry would cancel the consumer loop."""
 
     async def callback():
         try:
@@ -132,8 +140,4 @@ def test_a_timeout_inside_a_delivery_stays_inside_it():
     async def main():
         return await deliver(callback(), asyncio.get_running_loop().create_future())
 
-    if direct_delivery_supported():
-        assert run(main())
-    else:
-        with pytest.raises(asyncio.CancelledError):
-            run(main())
+    assert run(main())
