@@ -42,6 +42,14 @@ class DeferredWrites(MutableMapping):
         self.pending[key] = _DELETED
         self.writes.append((key, _DELETED))
 
+    def get(self, key, default=None):
+        # Most keys asked for are new sessions: Mapping.get would raise and catch a KeyError for each,
+        # twice (here and in the Faust table).
+        if key in self.pending:
+            value = self.pending[key]
+            return default if value is _DELETED else value
+        return self.table[key] if key in self.table else default
+
     def __contains__(self, key) -> bool:
         if key in self.pending:
             return self.pending[key] is not _DELETED

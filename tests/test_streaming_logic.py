@@ -479,6 +479,20 @@ def _keys_messages(seed: int, sources: list[str]) -> list[dict]:
     return [*messages, {"flush": ts, "quiet": None}]
 
 
+def test_deferred_writes_read_the_pending_writes_over_the_table():
+    from streaming.deferred_writes import DeferredWrites
+
+    table = {"kept": 1, "replaced": 2, "deleted": 3}
+    writes = DeferredWrites(table)
+    writes["replaced"], writes["new"] = 20, 40
+    del writes["deleted"]
+    assert [writes.get(k) for k in ("kept", "replaced", "deleted", "new", "absent")] == [1, 20, None, 40, None]
+    assert writes.get("deleted", "gone") == "gone" and writes.get("absent", 0) == 0
+    assert dict(writes) == {"kept": 1, "replaced": 20, "new": 40} and table["deleted"] == 3  # nothing applied yet
+    writes.apply()
+    assert table == {"kept": 1, "replaced": 20, "new": 40}
+
+
 @pytest.mark.parametrize("kind", ["sessions", "time windows"])
 def test_a_worker_killed_between_table_writes_loses_and_doubles_nothing(kind):
     """The worker dies after any one of its changelog writes; a new owner rebuilds the table from the
