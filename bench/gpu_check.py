@@ -3,6 +3,8 @@ equal the CPU's, and how many sequences/s does it score (fp32 and fp16, with I/O
 
     bench/gpu_check.sh [MODEL_DIR]        # builds what it needs, then runs this
     python bench/gpu_check.py --model DIR [--batches 64,512,4096] [--seconds 2]
+    python bench/gpu_check.py --model DIR --device cpu --sequences 64 --batches 8 --seconds 0.1
+                                          # the same steps on the CPU: a check of this script, no GPU figures
 
 Sequences are HDFS-length blocks of the model's own kind (generated with loggen, seeded). Two
 figures per batch size: the model alone through I/O binding (inputs and outputs stay on the GPU),
@@ -48,15 +50,15 @@ def fp16_model(model_path: Path, out: Path) -> Path:
     return out
 
 
-def bound_rate(session, inputs: tuple[np.ndarray, ...], seconds: float) -> float:
-    """Rows/s through I/O binding: the inputs copied to the GPU once, outputs left there."""
+def bound_rate(session, inputs: tuple[np.ndarray, ...], seconds: float, device: str = "cuda") -> float:
+    """Rows/s through I/O binding: the inputs copied to the device once, outputs left there."""
     import onnxruntime as ort
 
     binding = session.io_binding()
     for spec, value in zip(session.get_inputs(), inputs):
-        binding.bind_ortvalue_input(spec.name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
+        binding.bind_ortvalue_input(spec.name, ort.OrtValue.ortvalue_from_numpy(value, device, 0))
     for output in session.get_outputs():
-        binding.bind_output(output.name, "cuda")
+        binding.bind_output(output.name, device)
     session.run_with_iobinding(binding)  # warm-up (CUDA kernels, memory arena)
     runs, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -71,29 +73,35 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--batches", default="64,512,4096", help="sequences per batch")
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--sequences", type=int, default=4096, help="HDFS-length sequences for the decisions")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: the same steps on the CPU, to check this script where there is no GPU")  # fmt: skip
     args = parser.parse_args()
     import onnxruntime as ort
 
     print(f"onnxruntime {ort.__version__}, available providers {ort.get_available_providers()}")
+    if args.device == "cpu":
+        print("device cpu: a check of this script; no figure here is a GPU figure")
     try:
-        gpu = Detector.load(args.model, "cuda")  # fails when CUDA is not really usable
+        gpu = Detector.load(args.model, args.device)  # fails when CUDA is not really usable
     except Exception as error:
         raise SystemExit(f"gpu_check: {error}") from None
     cpu = Detector.load(args.model, "cpu")
     print(f"provider in use: {gpu.forward.session.get_providers()[0]} (CPU reference: {cpu.provider})")
-    sequences = hdfs_sequences(cpu, 4096)
+    sequences = hdfs_sequences(cpu, args.sequences)
     on_gpu, on_cpu = gpu.score(sequences), cpu.score(sequences)
     differ = sum(gpu.is_anomalous(a) != cpu.is_anomalous(b) for a, b in zip(on_gpu, on_cpu))
-    print(f"decisions on {len(sequences)} HDFS-length sequences: {differ} differ between CUDA and CPU")
+    print(f"decisions on {len(sequences)} HDFS-length sequences: {differ} differ between {args.device.upper()} and CPU")
 
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {"fp32": gpu.forward.session}
+        provider = "CUDAExecutionProvider" if args.device == "cuda" else "CPUExecutionProvider"
         half = ort.InferenceSession(str(fp16_model(args.model / "model.onnx", Path(tmp) / "fp16.onnx")),
-                                    providers=["CUDAExecutionProvider"])  # fmt: skip
+                                    providers=[provider])  # fmt: skip
         sessions["fp16"] = half
         names = [i.name for i in half.get_inputs()]
         half_forward = lambda *inputs: tuple(half.run(None, dict(zip(names, inputs))))  # noqa: E731
-        half_detector = Detector(gpu.config, gpu.vocabulary, half_forward, "cuda")
+        half_detector = Detector(gpu.config, gpu.vocabulary, half_forward, args.device)
         half_differ = sum(half_detector.is_anomalous(a) != cpu.is_anomalous(b)
                           for a, b in zip(half_detector.score(sequences), on_cpu))  # fmt: skip
         print(f"fp16: {half_differ} decisions differ from CPU fp32")
@@ -102,7 +110,7 @@ def main() -> None:
             chosen = [sequences[i % len(sequences)] for i in range(batch)]
             tokens, positions = model_input(chosen, gpu.settings)
             per_sequence = len(tokens) / batch
-            model_rates = {k: bound_rate(s, (tokens, positions), args.seconds) / per_sequence
+            model_rates = {k: bound_rate(s, (tokens, positions), args.seconds, args.device) / per_sequence
                            for k, s in sessions.items()}  # fmt: skip
             runs, started = 0, time.perf_counter()
             while time.perf_counter() - started < args.seconds:
