@@ -44,6 +44,10 @@ class LogbertApp(faust.App):
     def direct_delivery(self) -> bool:  # read by the consumer (streaming/delivery.py)
         return settings.direct_delivery
 
+    @property
+    def fetch_max_wait(self) -> float:  # read by the consumer (streaming/consumer_position.py)
+        return settings.fetch_max_wait
+
     def _new_transport(self):
         # reads partitions with no committed offset from the beginning after Faust drops fetched records
         return consumer_position.Transport(self.conf.broker_consumer, self)

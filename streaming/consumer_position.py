@@ -29,6 +29,18 @@ def is_changelog(topic: str) -> bool:
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "fetch_max_wait", None)
+        if wait is not None:
+            # Faust fixes how long the broker may hold a fetch for data at 1.5 s. aiokafka keeps one
+            # fetch in flight per broker, for the partitions it holds no fetched records of: once a
+            # worker is a little behind, that fetch asks for quiet partitions only and is held while
+            # lines wait on the others, about a second per topic a line passes through. The
+            # AIOKafkaConsumer hands this to its fetcher when it starts.
+            consumer._fetch_max_wait_ms = int(wait * 1000)
+        return consumer
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return await self.call_thread(self._seek_to_committed_or_beginning)
 

@@ -76,6 +76,9 @@ class StreamSettings:
         "messages waiting to be sent before the streams wait for the producer (Faust's own default: 100)",
         int,
     )
+    fetch_max_wait: float = env_setting(
+        "LOGBERT_FETCH_MAX_WAIT", "0.1", "seconds the broker may hold a fetch for data (Faust's own: 1.5)", float
+    )
     score_batch: int = env_setting("LOGBERT_SCORE_BATCH", "256", "sequence messages per scoring batch", int)
     max_wait: float = env_setting("LOGBERT_MAX_WAIT", "0.1", "seconds the parse stage waits to fill a batch", float)
     score_wait: float = env_setting(

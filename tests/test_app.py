@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 import subprocess
 import sys
@@ -10,24 +12,42 @@ from tests.conftest import ROOT
 
 # The app is built at import from the environment, so each case runs in its own interpreter.
 FIRST_START = """
-import asyncio, faust, faust_app
+import asyncio, json, faust, faust_app
 
 async def nothing(self): pass
 
 faust.App.on_first_start = nothing  # Faust's own start (consumer, producer) needs a broker
 faust_app.observer.load_model = lambda pipeline: None
-asyncio.run(faust_app.app.on_first_start())
-print(faust_app.app.producer.buffer.max_messages)
+
+async def main():
+    app = faust_app.app
+    await app.on_first_start()
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)  # built, not started
+    print(json.dumps({"producer_buffer": app.producer.buffer.max_messages,
+                      "fetch_max_wait_ms": consumer._fetch_max_wait_ms}))
+
+asyncio.run(main())
 """
 
 
-def producer_buffer_after_start(**env: str) -> int:
+def after_start(**env: str) -> dict:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBERT_")} | env
     done = subprocess.run([sys.executable, "-c", FIRST_START], cwd=ROOT, env=full_env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    return int(done.stdout.split()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_producer_buffer_setting_reaches_fausts_producer():
-    assert producer_buffer_after_start(LOGBERT_PRODUCER_BUFFER="1234") == 1234
-    assert producer_buffer_after_start() == 5000  # the default, not Faust's 100
+def test_the_producer_buffer_and_fetch_wait_settings_reach_faust_and_aiokafka():
+    assert after_start(LOGBERT_PRODUCER_BUFFER="1234", LOGBERT_FETCH_MAX_WAIT="0.25") == {
+        "producer_buffer": 1234, "fetch_max_wait_ms": 250
+    }  # fmt: skip
+    # the defaults, not Faust's 100 messages and 1.5 s
+    assert after_start() == {"producer_buffer": 5000, "fetch_max_wait_ms": 100}
+
+
+def test_aiokafka_still_hands_the_fetch_wait_to_its_fetcher_at_start():
+    """The wait is set on the AIOKafkaConsumer after Faust built it (Faust passes a fixed 1.5 s);
+    it counts only if the consumer's start still builds its fetcher from that attribute."""
+    from aiokafka import AIOKafkaConsumer
+
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
