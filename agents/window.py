@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import MutableMapping
 
@@ -16,8 +15,6 @@ from streaming.windows import ClosedSequence
 EXPIRY_STEP = 0.1  # s of event time between expiry scans (each reads the due sessions only)
 MAX_KEYS_PER_MESSAGE = 50_000  # keys per sequences message: far below Kafka's 1 MB message limit
 
-log = logging.getLogger("logbert.window")
-
 
 def window_step(
     window: WindowStage, state: MutableMapping[str, dict], partition: int, value: dict,
@@ -29,17 +26,11 @@ def window_step(
         watermark = value["flush"] if value["flush"] is not None else -math.inf
         quiet = set(value["quiet"]) if value.get("quiet") is not None else None
         return window.flush(state, partition, watermark, quiet)
-    before = window.watermark.get(partition, -math.inf)
     closed, replayed = window.on_message(
         state, partition, value["sessions"], value.get("vocab"), value.get("origins"), value.get("watermark"), sent_at
     )
     metrics.REPLAYED_EVENTS.inc(replayed)
     watermark = window.watermark.get(partition, -math.inf)
-    if math.isfinite(before) and watermark - before > window.idle_timeout:
-        # Every session open on the partition ends at the next scan: a gap in the logs, or lines read
-        # out of step (a raw partition left behind), which splits sessions.
-        log.info("event time of keys partition %d jumped %.1f s (%.1f -> %.1f), more than the %.0f s that end a session",
-                 partition, watermark - before, before, watermark, window.idle_timeout)  # fmt: skip
     if math.isfinite(watermark):
         metrics.EVENT_TIME.labels("window", str(partition)).set(watermark)
     if watermark - last_expiry.get(partition, -math.inf) >= EXPIRY_STEP:

@@ -479,25 +479,6 @@ def _keys_messages(seed: int, sources: list[str]) -> list[dict]:
     return [*messages, {"flush": ts, "quiet": None}]
 
 
-def test_an_event_time_jump_past_the_idle_timeout_is_logged(caplog):
-    from agents.window import window_step
-    from streaming.stages import WindowStage
-
-    stage, state, last_expiry = WindowStage(idle_timeout=10, max_keys=50), {}, {}
-
-    def keys_message(ts: float, offset: int) -> dict:
-        return {"sessions": {"blk_a": [[1, ts, ts, "raw/0", offset, None]]}}
-
-    with caplog.at_level("INFO", logger="logbert.window"):
-        for offset, ts in enumerate([100.0, 105.0, 114.0]):  # steps under the timeout
-            window_step(stage, state, 0, keys_message(ts, offset), last_expiry)
-        assert not caplog.records
-        window_step(stage, state, 0, keys_message(130.0, 3), last_expiry)
-    assert [r.getMessage() for r in caplog.records] == [
-        "event time of keys partition 0 jumped 16.0 s (114.0 -> 130.0), more than the 10 s that end a session"
-    ]
-
-
 def test_deferred_writes_read_the_pending_writes_over_the_table():
     from streaming.deferred_writes import DeferredWrites
 
