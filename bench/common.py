@@ -1,4 +1,4 @@
-"""What several benchmarks share: a model trained on generated normal HDFS-like logs."""
+"""What several benchmarks share: generated HDFS-like lines, and a model trained on generated normal ones."""
 
 from __future__ import annotations
 
@@ -19,3 +19,14 @@ def generated_model(out: Path) -> Path:
         train_log.write_text("\n".join(train_lines) + "\n")
         run_train(TrainRequest(train_log, ReadOptions("hdfs"), model, preset="small", progress=False))
     return model
+
+
+def generated_lines(count: int) -> list[str]:
+    """`count` generated HDFS-like lines (3% anomalous blocks, seeded), the same for every benchmark
+    that uses them, so their sequence counts can be compared (1M lines: 71,712 sequences)."""
+    from loggen.hdfs import generate_hdfs
+
+    lines, _ = generate_hdfs(sessions=count // 12 + 500, anomaly_rate=0.03, seed=99)
+    if len(lines) < count:
+        raise SystemExit(f"the generator gave {len(lines)} lines, fewer than {count}")
+    return lines[:count]

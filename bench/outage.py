@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,9 +19,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import generated_model  # noqa: E402
+from bench.common import generated_lines, generated_model  # noqa: E402
 from commands.kafka_io import run_produce  # noqa: E402
-from commands.live import create_topic, free_port, get, local_kafka, metric_total, running_worker, scrape  # noqa: E402
+from commands.live import (  # noqa: E402
+    create_topic,
+    free_port,
+    local_kafka,
+    metric_total,
+    running_worker,
+    scrape,
+    wait_until_ready,
+)
 from streaming.settings import StreamSettings  # noqa: E402
 
 
@@ -64,13 +71,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outage-output"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from loggen.hdfs import generate_hdfs
-
-    lines, _ = generate_hdfs(sessions=args.lines // 12 + 500, anomaly_rate=0.03, seed=99)
     log = args.out / "outage.log"
-    log.write_text("\n".join(lines[: args.lines]) + "\n")
+    log.write_text("\n".join(generated_lines(args.lines)) + "\n")
     model = args.model or generated_model(args.out)
-    buffer = os.environ.get("LOGBERT_PRODUCER_BUFFER", "(default)")
+    buffer = StreamSettings().producer_buffer  # the worker inherits this environment
     print(f"outage: {args.lines} lines, {args.lines_per_message} per message, broker down {args.outage:.0f} s "
           f"after {args.stop_at:.0%} parsed; LOGBERT_PRODUCER_BUFFER={buffer}", flush=True)  # fmt: skip
 
@@ -84,11 +88,7 @@ def main() -> None:
                "LOGBERT_DATA_DIR": str(args.out / "data")}  # fmt: skip
         worker_log = args.out / "worker.log"
         with running_worker(broker.bootstrap, env, port, worker_log) as worker:
-            deadline = time.monotonic() + 120
-            while get(f"http://127.0.0.1:{port}/ready")[0] != 200:
-                if time.monotonic() > deadline or worker.poll() is not None:
-                    raise SystemExit(f"worker did not start; see {worker_log}")
-                time.sleep(0.5)
+            wait_until_ready(worker, port, worker_log)
             phases: dict[str, list[float]] = {"before": [], "during": [], "after": []}
             while lines_parsed(port) < args.stop_at * args.lines:
                 phases["before"].append(rss_mib(worker.pid))

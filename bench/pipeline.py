@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import generated_model  # noqa: E402
+from bench.common import generated_lines, generated_model  # noqa: E402
 from commands.live import (  # noqa: E402
     create_topic,
     free_port,
@@ -58,12 +58,7 @@ LATENCY_IDLE = 5.0  # seconds: the session idle timeout of the latency run
 
 def prepare(out: Path, lines_needed: int) -> tuple[list[str], Path]:
     """The generated lines and a model trained on other generated (normal) lines."""
-    from loggen.hdfs import generate_hdfs
-
-    lines, _ = generate_hdfs(sessions=lines_needed // 12 + 500, anomaly_rate=0.03, seed=99)
-    if len(lines) < lines_needed:
-        raise SystemExit(f"the generator gave {len(lines)} lines, fewer than {lines_needed}")
-    return lines[:lines_needed], generated_model(out)
+    return generated_lines(lines_needed), generated_model(out)
 
 
 def closing_lines(last_line: str, partitions: int, internal_partitions: int) -> list[str]:

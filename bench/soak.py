@@ -25,12 +25,12 @@ from commands.kafka_io import run_produce  # noqa: E402
 from commands.live import (  # noqa: E402
     create_topic,
     free_port,
-    get,
     local_kafka,
     metric_total,
     running_worker,
     scrape,
     unique,
+    wait_until_ready,
 )
 from streaming.settings import StreamSettings  # noqa: E402
 
@@ -66,11 +66,7 @@ def main() -> None:
         env = {"LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(model),
                "LOGBERT_PROVIDER": "cpu", "LOGBERT_WEB_PORT": str(port), "LOGBERT_DATA_DIR": str(args.out / "data")}  # fmt: skip
         worker = stack.enter_context(running_worker(bootstrap, env, port, args.out / "worker.log"))
-        deadline = time.monotonic() + 120
-        while get(f"http://127.0.0.1:{port}/ready")[0] != 200:
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit(f"worker did not start; see {args.out / 'worker.log'}")
-            time.sleep(0.5)
+        wait_until_ready(worker, port, args.out / "worker.log")
         feeder = threading.Thread(target=run_produce, args=(StreamSettings(bootstrap_servers=bootstrap), str(log),
                                                            topic, args.rate, 1), daemon=True)  # fmt: skip
         started = time.monotonic()

@@ -99,6 +99,15 @@ def running_worker(bootstrap: str, env: dict[str, str], web_port: int, log_path:
             stop_process(worker, grace=30)
 
 
+def wait_until_ready(worker: subprocess.Popen, web_port: int, log_path: Path, timeout: float = 120) -> None:
+    """Until the worker's /ready answers 200; SystemExit if it exits or takes longer than `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while get(f"http://127.0.0.1:{web_port}/ready")[0] != 200:
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise SystemExit(f"worker did not start; see {log_path}")
+        time.sleep(0.5)
+
+
 def stop_process(process: subprocess.Popen, grace: float) -> None:
     """SIGTERM (a worker commits and leaves its group), then SIGKILL after `grace` seconds."""
     if process.poll() is None:

@@ -8,6 +8,9 @@ before its group's first commit on a partition lost the last messages it had wri
 Seeking such partitions to their beginning is what `auto_offset_reset=earliest` promises.
 The flow also stops for that seek (`Consumer.perform_seek`), so nothing is handed to the streams
 between the seek and Faust emptying their buffers.
+
+The worker's aiokafka consumer is built here too, with the broker's wait for fetch data set from
+LOGBERT_FETCH_MAX_WAIT instead of Faust's fixed 1.5 s (`ConsumerThread._create_worker_consumer`).
 """
 
 from __future__ import annotations
