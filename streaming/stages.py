@@ -28,12 +28,12 @@ class RawMessage:
     topic: str
     partition: int
     offset: int
-    arrival: float  # seconds since the epoch, used when a line carries no timestamp
+    arrival: float  # the record's Kafka timestamp (s): orders lines of one time; a line's time if it has none
 
 
 @dataclass
 class ParseResult:
-    # session -> [[key, ts, watermark (None: not started), origin, offset, raw line if unseen], ...]
+    # session -> [[key, ts, watermark (None: not started), origin, offset, raw line if unseen, send time], ...]
     events: dict[str, list[list]]
     rejected: list[tuple[RawMessage, Rejected]]
     lines: int
@@ -129,7 +129,7 @@ class ParseStage:
                 if not ids:
                     without_session += 1
                 for session in ids:
-                    add_events(session, []).append([key, ts, watermark, origin, offset, unseen_text])
+                    add_events(session, []).append([key, ts, watermark, origin, offset, unseen_text, arrival])
             if unread is not None and last_message_of[origin] == index and origin not in waiting:
                 unread.discard(origin)  # its last line in this batch, and none after it
                 self._settle(unread)
@@ -415,7 +415,7 @@ class TimeWindowStage(WindowStage):
         value["vocab"] = self.vocabulary
         windows = value["windows"]
         taken = value.setdefault("through", {})
-        for key, ts, watermark, origin, offset, *raw in events:
+        for key, ts, watermark, origin, offset, *rest in events:
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
             taken[origin] = max(taken.get(origin, -1), offset)
             starts = [
@@ -423,8 +423,9 @@ class TimeWindowStage(WindowStage):
             ]
             self.late += not starts
             for k in starts:
-                window = windows.setdefault(str(k), {"keys": [], "times": [], "origins": {}, "unseen": {}})
-                insert_in_time_order(window, key, ts, raw[0] if raw else None)
+                window = windows.setdefault(str(k), {"keys": [], "times": [], "ties": [], "origins": {}, "unseen": {}})
+                tie = [rest[1] if len(rest) > 1 else 0.0, offset, origin]
+                insert_in_time_order(window, key, ts, rest[0] if rest else None, tie)
                 span = window["origins"].setdefault(origin, [offset, offset])
                 span[0], span[1] = min(span[0], offset), max(span[1], offset)
         closed = self._close(source, value, self.watermark[partition], everything=False)

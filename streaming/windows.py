@@ -31,7 +31,7 @@ MAX_UNSEEN_KEPT = 5  # raw lines of unseen templates kept per sequence, for the 
 def _new(part: int, ts: float, through: dict[str, int] | None = None) -> dict:
     # "through": the last raw offset taken from each partition, kept across parts, so a replay
     # is recognised by the session itself when the table's record of applied offsets was lost.
-    return {"part": part, "keys": [], "times": [], "start": ts, "end": ts, "origins": {}, "unseen": {},
+    return {"part": part, "keys": [], "times": [], "ties": [], "start": ts, "end": ts, "origins": {}, "unseen": {},
             "through": dict(through or {})}  # fmt: skip
 
 
@@ -40,13 +40,23 @@ def is_ended(value: dict) -> bool:
     return bool(value.get("ended"))
 
 
-def insert_in_time_order(value: dict, key: int, ts: float, raw: str | None) -> None:
-    """Adds a key at its place in event time, after any key of the same time: a session's lines
-    may come through several raw partitions (or workers), each read at its own pace. Keeps the raw
-    text of an unseen line at its position."""
+def insert_in_time_order(value: dict, key: int, ts: float, raw: str | None, tie: list | None = None) -> None:
+    """Adds a key at its place in event time: a session's lines may come through several raw
+    partitions (or workers), each read at its own pace. Keys of the same time (logs stamped to the
+    second share it often) are ordered by `tie`, [send time (the raw message's Kafka timestamp),
+    offset, "topic/partition"], then by arrival (the lines of one message), so the order does not
+    depend on which partition was read first. (Offset before partition: a round robin fills the
+    partitions evenly.) Keeps the raw text of an unseen line at its position."""
     times = value.setdefault("times", [value.get("start", ts)] * len(value["keys"]))  # state from before times
+    ties = value.get("ties")
+    if ties is None or len(ties) != len(times):  # state from before ties
+        ties = value["ties"] = [[0.0, -1, ""]] * len(times)
+    tie = tie or [0.0, -1, ""]
     position = bisect.bisect_right(times, ts)
+    if position and times[position - 1] == ts:
+        position = bisect.bisect_right(ties, tie, bisect.bisect_left(times, ts, 0, position), position)
     times.insert(position, ts)
+    ties.insert(position, tie)
     value["keys"].insert(position, key)
     unseen = value.setdefault("unseen", {})
     if position < len(times) - 1 and unseen:  # the positions after it move up by one
@@ -64,30 +74,31 @@ class SessionWindower:
 
     def add(
         self, state: MutableMapping[str, dict], session: str, key: int, ts: float, origin: str, offset: int,
-        raw: str | None = None, through: dict[str, int] | None = None,
+        raw: str | None = None, through: dict[str, int] | None = None, sent: float = 0.0,
     ) -> list[ClosedSequence]:  # fmt: skip
         """Adds one key at its place in time; returns the part it completed when max_keys was reached.
         `through`: the offsets a new session starts from (those its previous part took)."""
-        return self.add_all(state, session, [[key, ts, -math.inf, origin, offset, raw]], through)
+        return self.add_all(state, session, [[key, ts, -math.inf, origin, offset, raw, sent]], through)
 
     def add_all(
         self, state: MutableMapping[str, dict], session: str, events: list[list], through: dict[str, int] | None = None
     ) -> list[ClosedSequence]:
-        """Adds a session's key events ([key, ts, watermark, origin, offset, raw line or None]) in
+        """Adds a session's key events ([key, ts, watermark, origin, offset, raw line or None, send time]) in
         order: a session idle for the timeout at an event's watermark ends before the event joins
         (the event starts a new session), and max_keys cuts a part. Returns what closed. The state
         is read and written once per call, not per event (a Faust Table's access is not cheap)."""
         out: list[ClosedSequence] = []
         current = state.get(session)
         idle_timeout, max_keys = self.idle_timeout, self.max_keys
-        for key, ts, watermark, origin, offset, *raw in events:
+        for key, ts, watermark, origin, offset, *rest in events:  # rest: raw line, send time (either may lack)
             if current is not None and current["keys"] and watermark - current["end"] >= idle_timeout:
                 through = current.get("through", through)
                 out.append(self._close(session, current, closed=True))
                 current = None
             if current is None:
                 current = _new(0, ts, through)
-            insert_in_time_order(current, key, ts, raw[0] if raw else None)
+            tie = [rest[1] if len(rest) > 1 else 0.0, offset, origin]
+            insert_in_time_order(current, key, ts, rest[0] if rest else None, tie)
             if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
                 current["start"] = current["end"] = ts
             elif ts < current["start"]:

@@ -619,10 +619,40 @@ def test_keys_take_their_place_in_event_time_whatever_order_they_arrive_in():
     state: dict = {}
     for key, ts, raw in [(1, 1.0, None), (2, 3.0, None), (3, 2.0, "unseen line"), (4, 2.0, None), (5, 0.0, None)]:
         windower.add(state, "s", key, ts, "raw/0", key, raw)
+    windower.add(state, "s", 6, 2.0, "raw/1", 9, sent=-1.0)  # same time, sent before the others
+    windower.add(state, "s", 7, 2.0, "raw/1", 2)  # same time and send time, an offset between theirs
     (sequence,) = windower.flush(state)
-    assert sequence.keys == [5, 1, 3, 4, 2]  # by time; equal times keep their arrival order
-    assert sequence.unseen_lines == {2: "unseen line"}  # the raw line moved with its key
+    assert sequence.keys == [5, 1, 6, 7, 3, 4, 2]  # by time, send time, offset (then partition)
+    assert sequence.unseen_lines == {4: "unseen line"}  # the raw line moved with its key
     assert (sequence.start, sequence.end) == (0.0, 3.0)
+
+
+def test_lines_of_one_second_keep_their_send_order_whichever_partition_is_read_first():
+    """A shipper's batches go round robin over two partitions and one session's lines of one
+    second straddle them: its keys must not depend on which partition the consumer read first."""
+    from logkeys.presets import get_preset
+    from logkeys.templates import mine_templates
+    from streaming.stages import ParseStage, RawMessage, WindowStage
+
+    texts = ["Receiving block blk_1 src: /10.0.0.1:5 dest: /10.0.0.2:5",
+             "Received block blk_1 of size 67108864 from /10.0.0.1", "PacketResponder 1 for block blk_1 terminating",
+             "Deleting block blk_1 file /data/blk_1"]  # fmt: skip
+    lines = [f"081109 203518 143 INFO dfs.DataNode$DataXceiver: {text}" for text in texts]
+    templates = mine_templates(lines, get_preset("hdfs"))
+    sent = [  # (partition, offset, send time, lines)
+        RawMessage("\n".join(lines[:2]).encode(), "raw", 0, 0, 1.7e9),
+        RawMessage(lines[2].encode(), "raw", 1, 0, 1.7e9 + 0.5),
+        RawMessage(lines[3].encode(), "raw", 0, 1, 1.7e9 + 1),
+    ]
+    sequences = []
+    for read_order in ([0, 1, 2], [1, 0, 2], [0, 2, 1]):  # each partition in its own order
+        parse, window, state = ParseStage(templates, r"blk_-?\d+"), WindowStage(60, 50), {}
+        for index in read_order:
+            window.on_message(state, 0, parse.process([sent[index]], waiting={"raw/0", "raw/1"}).events)
+        sequences += [c.keys for c in window.flush(state, 0, watermark=float("inf"))]
+    one_message = RawMessage("\n".join(lines).encode(), "raw", 0, 0, 1.7e9)
+    in_send_order = [event[0] for event in ParseStage(templates, r"blk_-?\d+").process([one_message]).events["blk_1"]]
+    assert sorted(in_send_order) == [0, 1, 2, 3] and sequences == [in_send_order] * 3
 
 
 def test_keys_and_sequences_messages_stay_bounded_whatever_the_shippers_batch():
@@ -651,23 +681,24 @@ def test_the_window_exports_the_event_time_it_reached():
 def _reference_sessions(events: list[tuple], idle_timeout: float, max_keys: int) -> list[tuple]:
     """What a session's key events should give, by the rule written out plainly: an event whose
     watermark is the timeout past the session's end starts a new session; keys take their place by
-    time (equal times in arrival order); max_keys cuts a part. (part, keys, start, end, closed, origins, unseen)"""
+    time (equal times by send time, offset and partition, then in arrival order); max_keys cuts a part.
+    (part, keys, start, end, closed, origins, unseen)"""
     out, part, rows = [], 0, []
 
     def close(closed: bool) -> tuple:
-        ordered = sorted(rows, key=lambda r: (r[0], r[1]))
+        ordered = sorted(rows, key=lambda r: (r[0], r[1], r[5], r[4], r[2]))
         origins: dict[str, list[int]] = {}
         for *_, origin, offset, _raw in rows:
             span = origins.setdefault(origin, [offset, offset])
             span[:] = [min(span[0], offset), max(span[1], offset)]
-        unseen = {i: r[5] for i, r in enumerate(ordered) if r[5] is not None}
-        return part, [r[2] for r in ordered], min(r[0] for r in rows), max(r[0] for r in rows), closed, origins, unseen
+        unseen = {i: r[6] for i, r in enumerate(ordered) if r[6] is not None}
+        return part, [r[3] for r in ordered], min(r[0] for r in rows), max(r[0] for r in rows), closed, origins, unseen
 
-    for arrival, (key, ts, watermark, origin, offset, raw) in enumerate(events):
+    for arrival, (key, ts, watermark, origin, offset, raw, sent) in enumerate(events):
         if rows and watermark - max(r[0] for r in rows) >= idle_timeout:
             out.append(close(True))
             part, rows = 0, []
-        rows.append((ts, arrival, key, origin, offset, raw))
+        rows.append((ts, sent, arrival, key, origin, offset, raw))
         if len(rows) >= max_keys:
             out.append(close(False))
             part, rows = part + 1, []
@@ -677,14 +708,15 @@ def _reference_sessions(events: list[tuple], idle_timeout: float, max_keys: int)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 9), st.floats(0, 30), st.floats(0, 40), st.sampled_from(["raw/0", "raw/1"]),
-                          st.integers(0, 100), st.sampled_from([None, None, "unseen line"])),
+@given(st.lists(st.tuples(st.integers(0, 9), st.one_of(st.floats(0, 30), st.integers(0, 5).map(float)),
+                          st.floats(0, 40), st.sampled_from(["raw/0", "raw/1"]), st.integers(0, 100),
+                          st.sampled_from([None, None, "unseen line"]), st.sampled_from([0.0, 1.0, 2.0])),
                 max_size=40),
        st.integers(1, 12))  # fmt: skip
 def test_a_sessions_events_added_at_once_equal_the_rule_written_out(events, max_keys):
     windower = SessionWindower(idle_timeout=10, max_keys=max_keys)
     events = sorted(events, key=lambda e: e[2])  # watermarks only grow
-    events = [(k, ts, wm, o, off, raw) for k, ts, wm, o, off, raw in events]
+    events = [(k, ts, wm, o, off, raw, sent) for k, ts, wm, o, off, raw, sent in events]
     state: dict = {}
     closed = windower.add_all(state, "s", [list(e) for e in events[: len(events) // 2]])
     closed += windower.add_all(state, "s", [list(e) for e in events[len(events) // 2 :]])  # and from the table
