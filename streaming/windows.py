@@ -31,7 +31,7 @@ MAX_UNSEEN_KEPT = 5  # raw lines of unseen templates kept per sequence, for the 
 def _new(part: int, ts: float, through: dict[str, int] | None = None) -> dict:
     # "through": the last raw offset taken from each partition, kept across parts, so a replay
     # is recognised by the session itself when the table's record of applied offsets was lost.
-    return {"part": part, "keys": [], "times": [], "ties": [], "start": ts, "end": ts, "origins": {}, "unseen": {},
+    return {"part": part, "keys": [], "times": [], "ties": [], "tie_origins": [], "start": ts, "end": ts, "origins": {}, "unseen": {},
             "through": dict(through or {})}  # fmt: skip
 
 
@@ -40,21 +40,38 @@ def is_ended(value: dict) -> bool:
     return bool(value.get("ended"))
 
 
-def insert_in_time_order(value: dict, key: int, ts: float, raw: str | None, tie: list | None = None) -> None:
+def insert_in_time_order(
+    value: dict, key: int, ts: float, raw: str | None, sent: float = 0.0, offset: int = -1, origin: str = ""
+) -> None:
     """Adds a key at its place in event time: a session's lines may come through several raw
     partitions (or workers), each read at its own pace. Keys of the same time (logs stamped to the
-    second share it often) are ordered by `tie`, [send time (the raw message's Kafka timestamp),
-    offset, "topic/partition"], then by arrival (the lines of one message), so the order does not
-    depend on which partition was read first. (Offset before partition: a round robin fills the
-    partitions evenly.) Keeps the raw text of an unseen line at its position."""
+    second share it often) are ordered by send time (the raw message's Kafka timestamp), offset and
+    "topic/partition", then by arrival (the lines of one message), so the order does not depend on
+    which partition was read first. (Offset before partition: a round robin fills the partitions
+    evenly.) Keeps the raw text of an unseen line at its position.
+
+    The changelog writes a session whole at every change, so each key's tie is kept small:
+    [ms sent after the value's first key, offset less its offset, index in "tie_origins"]."""
     times = value.setdefault("times", [value.get("start", ts)] * len(value["keys"]))  # state from before times
-    ties = value.get("ties")
-    if ties is None or len(ties) != len(times):  # state from before ties
-        ties = value["ties"] = [[0.0, -1, ""]] * len(times)
-    tie = tie or [0.0, -1, ""]
+    ties, names = value.get("ties"), value.get("tie_origins")
+    if ties is None or names is None or len(ties) != len(times):  # state from before (compact) ties
+        ties, names = value["ties"], value["tie_origins"] = [[0, 0, -1]] * len(times), []
+        value.pop("tie_base", None)
+    sent_ms = round(sent * 1000)
+    base = value.get("tie_base")
+    if base is None:
+        base = value["tie_base"] = [sent_ms, offset]
+    try:
+        index = names.index(origin)
+    except ValueError:
+        names.append(origin)
+        index = len(names) - 1
+    tie = [sent_ms - base[0], offset - base[1], index]
     position = bisect.bisect_right(times, ts)
-    if position and times[position - 1] == ts:
-        position = bisect.bisect_right(ties, tie, bisect.bisect_left(times, ts, 0, position), position)
+    if position and times[position - 1] == ts:  # after the keys of its time that sort before it
+        first, order = bisect.bisect_left(times, ts, 0, position), (tie[0], tie[1], origin)
+        while position > first and _tie_order(ties[position - 1], names) > order:
+            position -= 1
     times.insert(position, ts)
     ties.insert(position, tie)
     value["keys"].insert(position, key)
@@ -63,6 +80,10 @@ def insert_in_time_order(value: dict, key: int, ts: float, raw: str | None, tie:
         value["unseen"] = unseen = {str(int(p) + (int(p) >= position)): text for p, text in unseen.items()}
     if raw is not None and len(unseen) < MAX_UNSEEN_KEPT:
         unseen[str(position)] = raw
+
+
+def _tie_order(tie: list, names: list[str]) -> tuple[int, int, str]:
+    return tie[0], tie[1], names[tie[2]] if tie[2] >= 0 else ""  # by name: indices follow arrival
 
 
 class SessionWindower:
@@ -97,8 +118,9 @@ class SessionWindower:
                 current = None
             if current is None:
                 current = _new(0, ts, through)
-            tie = [rest[1] if len(rest) > 1 else 0.0, offset, origin]
-            insert_in_time_order(current, key, ts, rest[0] if rest else None, tie)
+            insert_in_time_order(
+                current, key, ts, rest[0] if rest else None, rest[1] if len(rest) > 1 else 0.0, offset, origin
+            )
             if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
                 current["start"] = current["end"] = ts
             elif ts < current["start"]:

@@ -655,6 +655,24 @@ def test_lines_of_one_second_keep_their_send_order_whichever_partition_is_read_f
     assert sorted(in_send_order) == [0, 1, 2, 3] and sequences == [in_send_order] * 3
 
 
+def test_a_keys_tie_is_three_small_numbers_and_state_from_before_them_still_takes_keys():
+    """The changelog writes a session whole at every change: each key's tie is kept as small ints
+    (ms and offsets after the session's first key, an index of its partition), not as a send time,
+    an offset and a partition name, which more than doubled the changelog's bytes."""
+    state: dict[str, dict] = {}
+    sent = 1.7e9 + 0.002
+    SessionWindower(60, 100).add_all(state, "s", [
+        [1, 5.0, 5.0, "raw/1", 1_000_000, None, sent], [2, 5.0, 5.0, "raw/0", 1_000_000, None, sent],
+        [3, 5.0, 5.0, "raw/0", 999_999, None, sent + 0.001]])  # fmt: skip
+    value = json.loads(json.dumps(state["s"]))
+    assert value["keys"] == [2, 1, 3]  # by send time, then offset, then partition name
+    assert value["ties"] == [[0, 0, 1], [0, 0, 0], [1, -1, 1]] and value["tie_origins"] == ["raw/1", "raw/0"]
+    earlier = {**value, "ties": [[1.7e9, 3, "raw/0"]] * 3}  # as workers wrote it before compact ties
+    del earlier["tie_origins"], earlier["tie_base"]
+    SessionWindower(60, 100).add_all({"s": earlier}, "s", [[4, 5.0, 5.0, "raw/0", 7, None, 1.7e9]])
+    assert earlier["keys"] == [2, 1, 3, 4] and len(earlier["ties"]) == 4  # after the keys of unknown order
+
+
 def test_keys_and_sequences_messages_stay_bounded_whatever_the_shippers_batch():
     from streaming.messages import bounded_runs
     from streaming.stages import RawMessage
