@@ -33,7 +33,7 @@ class RawMessage:
 
 @dataclass
 class ParseResult:
-    # session -> [[key, ts, watermark (None: not started), origin, offset, raw line if unseen, send time], ...]
+    # session -> [[key, ts, watermark (None: not started), origin, offset, raw line if unseen, send time in ms], ...]
     events: dict[str, list[list]]
     rejected: list[tuple[RawMessage, Rejected]]
     lines: int
@@ -103,6 +103,7 @@ class ParseStage:
             if problem is not None:
                 rejected.append((message, problem))
             arrival, offset = message.arrival, message.offset
+            sent_ms = round(arrival * 1000)  # the record's own timestamp again: an int packs smaller
             latest = self.origin_time.get(origin, -math.inf)  # `advance` does nothing for a line not past it
             lines += len(message_lines)
             for key, ts, ids, unseen_text, was_truncated in message_lines:
@@ -129,7 +130,7 @@ class ParseStage:
                 if not ids:
                     without_session += 1
                 for session in ids:
-                    add_events(session, []).append([key, ts, watermark, origin, offset, unseen_text, arrival])
+                    add_events(session, []).append([key, ts, watermark, origin, offset, unseen_text, sent_ms])
             if unread is not None and last_message_of[origin] == index and origin not in waiting:
                 unread.discard(origin)  # its last line in this batch, and none after it
                 self._settle(unread)
@@ -423,10 +424,8 @@ class TimeWindowStage(WindowStage):
             ]
             self.late += not starts
             for k in starts:
-                window = windows.setdefault(
-                    str(k), {"keys": [], "times": [], "ties": [], "tie_origins": [], "origins": {}, "unseen": {}}
-                )
-                sent = rest[1] if len(rest) > 1 else 0.0
+                window = windows.setdefault(str(k), {"keys": [], "origins": {}, "unseen": {}})
+                sent = rest[1] if len(rest) > 1 else 0
                 insert_in_time_order(window, key, ts, rest[0] if rest else None, sent, offset, origin)
                 span = window["origins"].setdefault(origin, [offset, offset])
                 span[0], span[1] = min(span[0], offset), max(span[1], offset)

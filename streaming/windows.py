@@ -31,7 +31,7 @@ MAX_UNSEEN_KEPT = 5  # raw lines of unseen templates kept per sequence, for the 
 def _new(part: int, ts: float, through: dict[str, int] | None = None) -> dict:
     # "through": the last raw offset taken from each partition, kept across parts, so a replay
     # is recognised by the session itself when the table's record of applied offsets was lost.
-    return {"part": part, "keys": [], "times": [], "ties": [], "tie_origins": [], "start": ts, "end": ts, "origins": {}, "unseen": {},
+    return {"part": part, "keys": [], "start": ts, "end": ts, "origins": {}, "unseen": {},
             "through": dict(through or {})}  # fmt: skip
 
 
@@ -41,45 +41,61 @@ def is_ended(value: dict) -> bool:
 
 
 def insert_in_time_order(
-    value: dict, key: int, ts: float, raw: str | None, sent: float = 0.0, offset: int = -1, origin: str = ""
+    value: dict, key: int, ts: float, raw: str | None, sent_ms: int = 0, offset: int = -1, origin: str = ""
 ) -> None:
     """Adds a key at its place in event time: a session's lines may come through several raw
     partitions (or workers), each read at its own pace. Keys of the same time (logs stamped to the
-    second share it often) are ordered by send time (the raw message's Kafka timestamp), offset and
-    "topic/partition", then by arrival (the lines of one message), so the order does not depend on
-    which partition was read first. (Offset before partition: a round robin fills the partitions
+    second share it often) are ordered by send time (the raw message's Kafka timestamp, in ms),
+    offset and "topic/partition", then by arrival (the lines of one message), so the order does
+    not depend on which partition was read first. (Send time first: a sticky partitioner fills one
+    partition for a while, then the next. Offset before partition: a round robin fills them
     evenly.) Keeps the raw text of an unseen line at its position.
 
-    The changelog writes a session whole at every change, so each key's tie is kept small:
-    [ms sent after the value's first key, offset less its offset, index in "tie_origins"]."""
-    times = value.setdefault("times", [value.get("start", ts)] * len(value["keys"]))  # state from before times
-    ties, names = value.get("ties"), value.get("tie_origins")
-    if ties is None or names is None or len(ties) != len(times):  # state from before (compact) ties
-        ties, names = value["ties"], value["tie_origins"] = [[0, 0, -1]] * len(times), []
-        value.pop("tie_base", None)
-    sent_ms = round(sent * 1000)
-    base = value.get("tie_base")
+    The changelog writes a session whole at every change, so what each key adds is kept small:
+    its time and its tie [send time, offset, index in "tie_origins"] are kept as differences from
+    "base", [time, send time, offset] of the value's first key."""
+    base = value.get("base")
     if base is None:
-        base = value["tie_base"] = [sent_ms, offset]
-    try:
+        base = _adopt(value, ts, sent_ms, offset)
+    times, ties, names = value["times"], value["ties"], value["tie_origins"]
+    if origin in names:
         index = names.index(origin)
-    except ValueError:
+    else:
+        index = len(names)
         names.append(origin)
-        index = len(names) - 1
-    tie = [sent_ms - base[0], offset - base[1], index]
-    position = bisect.bisect_right(times, ts)
-    if position and times[position - 1] == ts:  # after the keys of its time that sort before it
-        first, order = bisect.bisect_left(times, ts, 0, position), (tie[0], tie[1], origin)
-        while position > first and _tie_order(ties[position - 1], names) > order:
-            position -= 1
-    times.insert(position, ts)
+    at, tie = ts - base[0], [sent_ms - base[1], offset - base[2], index]  # keeps any µs apart: one era
+    if not times or at > times[-1]:  # the usual case: the latest key
+        position = len(times)
+    else:
+        position = bisect.bisect_right(times, at)
+        if position and times[position - 1] == at:  # after the keys of its time that sort before it
+            first, order = bisect.bisect_left(times, at, 0, position), (tie[0], tie[1], origin)
+            while position > first and _tie_order(ties[position - 1], names) > order:
+                position -= 1
+    times.insert(position, at)
     ties.insert(position, tie)
     value["keys"].insert(position, key)
-    unseen = value.setdefault("unseen", {})
+    unseen = value.get("unseen")
+    if unseen is None:
+        unseen = value["unseen"] = {}
     if position < len(times) - 1 and unseen:  # the positions after it move up by one
         value["unseen"] = unseen = {str(int(p) + (int(p) >= position)): text for p, text in unseen.items()}
     if raw is not None and len(unseen) < MAX_UNSEEN_KEPT:
         unseen[str(position)] = raw
+
+
+def _adopt(value: dict, ts: float, sent_ms: int, offset: int) -> list:
+    """Sets the base of a new value, or of one written before times and ties were relative to it
+    (absolute times, or none; ties as [send time, offset, name], or none): its keys keep their
+    order, their ties unknown (before any known tie of their time)."""
+    count = len(value["keys"])
+    times = value.get("times")
+    if times is None or len(times) != count:
+        times = [value.get("start", ts)] * count
+    base = value["base"] = [times[0] if count else ts, sent_ms, offset]
+    value["times"] = [t - base[0] for t in times[:count]]
+    value["ties"], value["tie_origins"] = [[0, 0, -1] for _ in range(count)], []
+    return base
 
 
 def _tie_order(tie: list, names: list[str]) -> tuple[int, int, str]:
@@ -95,16 +111,16 @@ class SessionWindower:
 
     def add(
         self, state: MutableMapping[str, dict], session: str, key: int, ts: float, origin: str, offset: int,
-        raw: str | None = None, through: dict[str, int] | None = None, sent: float = 0.0,
+        raw: str | None = None, through: dict[str, int] | None = None, sent_ms: int = 0,
     ) -> list[ClosedSequence]:  # fmt: skip
         """Adds one key at its place in time; returns the part it completed when max_keys was reached.
         `through`: the offsets a new session starts from (those its previous part took)."""
-        return self.add_all(state, session, [[key, ts, -math.inf, origin, offset, raw, sent]], through)
+        return self.add_all(state, session, [[key, ts, -math.inf, origin, offset, raw, sent_ms]], through)
 
     def add_all(
         self, state: MutableMapping[str, dict], session: str, events: list[list], through: dict[str, int] | None = None
     ) -> list[ClosedSequence]:
-        """Adds a session's key events ([key, ts, watermark, origin, offset, raw line or None, send time]) in
+        """Adds a session's key events ([key, ts, watermark, origin, offset, raw line or None, send time in ms]) in
         order: a session idle for the timeout at an event's watermark ends before the event joins
         (the event starts a new session), and max_keys cuts a part. Returns what closed. The state
         is read and written once per call, not per event (a Faust Table's access is not cheap)."""
@@ -119,7 +135,7 @@ class SessionWindower:
             if current is None:
                 current = _new(0, ts, through)
             insert_in_time_order(
-                current, key, ts, rest[0] if rest else None, rest[1] if len(rest) > 1 else 0.0, offset, origin
+                current, key, ts, rest[0] if rest else None, rest[1] if len(rest) > 1 else 0, offset, origin
             )
             if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
                 current["start"] = current["end"] = ts

@@ -619,7 +619,7 @@ def test_keys_take_their_place_in_event_time_whatever_order_they_arrive_in():
     state: dict = {}
     for key, ts, raw in [(1, 1.0, None), (2, 3.0, None), (3, 2.0, "unseen line"), (4, 2.0, None), (5, 0.0, None)]:
         windower.add(state, "s", key, ts, "raw/0", key, raw)
-    windower.add(state, "s", 6, 2.0, "raw/1", 9, sent=-1.0)  # same time, sent before the others
+    windower.add(state, "s", 6, 2.0, "raw/1", 9, sent_ms=-1)  # same time, sent before the others
     windower.add(state, "s", 7, 2.0, "raw/1", 2)  # same time and send time, an offset between theirs
     (sequence,) = windower.flush(state)
     assert sequence.keys == [5, 1, 6, 7, 3, 4, 2]  # by time, send time, offset (then partition)
@@ -655,22 +655,31 @@ def test_lines_of_one_second_keep_their_send_order_whichever_partition_is_read_f
     assert sorted(in_send_order) == [0, 1, 2, 3] and sequences == [in_send_order] * 3
 
 
-def test_a_keys_tie_is_three_small_numbers_and_state_from_before_them_still_takes_keys():
-    """The changelog writes a session whole at every change: each key's tie is kept as small ints
-    (ms and offsets after the session's first key, an index of its partition), not as a send time,
-    an offset and a partition name, which more than doubled the changelog's bytes."""
+def test_what_a_key_adds_to_its_session_is_small_and_state_from_before_still_takes_keys():
+    """The changelog writes a session whole at every change: each key's time and tie are kept as
+    small numbers (differences from the session's first key, an index of its partition), not as
+    epoch seconds, a send time, an offset and a partition name, which doubled the changelog."""
     state: dict[str, dict] = {}
-    sent = 1.7e9 + 0.002
+    sent = 1_700_000_000_002
     SessionWindower(60, 100).add_all(state, "s", [
         [1, 5.0, 5.0, "raw/1", 1_000_000, None, sent], [2, 5.0, 5.0, "raw/0", 1_000_000, None, sent],
-        [3, 5.0, 5.0, "raw/0", 999_999, None, sent + 0.001]])  # fmt: skip
+        [3, 5.0, 5.0, "raw/0", 999_999, None, sent + 1], [4, 1.7e9 + 0.5, 5.0, "raw/0", 7, None, sent]])  # fmt: skip
     value = json.loads(json.dumps(state["s"]))
-    assert value["keys"] == [2, 1, 3]  # by send time, then offset, then partition name
-    assert value["ties"] == [[0, 0, 1], [0, 0, 0], [1, -1, 1]] and value["tie_origins"] == ["raw/1", "raw/0"]
-    earlier = {**value, "ties": [[1.7e9, 3, "raw/0"]] * 3}  # as workers wrote it before compact ties
-    del earlier["tie_origins"], earlier["tie_base"]
-    SessionWindower(60, 100).add_all({"s": earlier}, "s", [[4, 5.0, 5.0, "raw/0", 7, None, 1.7e9]])
-    assert earlier["keys"] == [2, 1, 3, 4] and len(earlier["ties"]) == 4  # after the keys of unknown order
+    assert value["keys"] == [2, 1, 3, 4]  # in time; of one time by send time, then offset, then partition name
+    assert value["base"] == [5.0, sent, 1_000_000] and value["times"] == [0.0, 0.0, 0.0, 1.7e9 - 4.5]
+    assert value["ties"] == [[0, 0, 1], [0, 0, 0], [1, -1, 1], [0, -999_993, 1]]
+    assert value["tie_origins"] == ["raw/1", "raw/0"]
+    for earlier in (  # as workers wrote it before: ties as [send time, offset, name]; no ties; no times
+        {"keys": [2, 1], "times": [5.0, 6.0], "ties": [[1.7e9, 3, "raw/0"]] * 2, "start": 5.0, "end": 6.0},
+        {"keys": [2, 1], "times": [5.0, 6.0], "start": 5.0, "end": 6.0},
+        {"keys": [2, 1], "start": 5.0, "end": 6.0},
+    ):  # fmt: skip
+        sessions = {"s": {**earlier, "part": 0, "origins": {"raw/0": [3, 4]}, "unseen": {}, "through": {"raw/0": 4}}}
+        SessionWindower(60, 100).add_all(
+            sessions, "s", [[9, 5.5, 5.5, "raw/0", 7, None, sent], [8, 4.0, 5.5, "raw/0", 8, None, sent]]
+        )
+        assert sessions["s"]["keys"] == ([8, 2, 9, 1] if "times" in earlier else [8, 2, 1, 9])
+        assert len(sessions["s"]["times"]) == len(sessions["s"]["ties"]) == 4
 
 
 def test_keys_and_sequences_messages_stay_bounded_whatever_the_shippers_batch():
@@ -726,9 +735,9 @@ def _reference_sessions(events: list[tuple], idle_timeout: float, max_keys: int)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 9), st.one_of(st.floats(0, 30), st.integers(0, 5).map(float)),
+@given(st.lists(st.tuples(st.integers(0, 9), st.one_of(st.integers(0, 30_000).map(lambda ms: ms / 1000), st.integers(0, 5).map(float)),
                           st.floats(0, 40), st.sampled_from(["raw/0", "raw/1"]), st.integers(0, 100),
-                          st.sampled_from([None, None, "unseen line"]), st.sampled_from([0.0, 1.0, 2.0])),
+                          st.sampled_from([None, None, "unseen line"]), st.sampled_from([0, 1, 2])),
                 max_size=40),
        st.integers(1, 12))  # fmt: skip
 def test_a_sessions_events_added_at_once_equal_the_rule_written_out(events, max_keys):
