@@ -425,8 +425,7 @@ class TimeWindowStage(WindowStage):
             self.late += not starts
             for k in starts:
                 window = windows.setdefault(str(k), {"keys": [], "origins": {}, "unseen": {}})
-                sent = rest[1] if len(rest) > 1 else 0
-                insert_in_time_order(window, key, ts, rest[0] if rest else None, sent, offset, origin)
+                insert_in_time_order(window, key, ts, origin, offset, *rest)
                 span = window["origins"].setdefault(origin, [offset, offset])
                 span[0], span[1] = min(span[0], offset), max(span[1], offset)
         closed = self._close(source, value, self.watermark[partition], everything=False)

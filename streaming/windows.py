@@ -41,7 +41,7 @@ def is_ended(value: dict) -> bool:
 
 
 def insert_in_time_order(
-    value: dict, key: int, ts: float, raw: str | None, sent_ms: int = 0, offset: int = -1, origin: str = ""
+    value: dict, key: int, ts: float, origin: str, offset: int, raw: str | None = None, sent_ms: int = 0
 ) -> None:
     """Adds a key at its place in event time: a session's lines may come through several raw
     partitions (or workers), each read at its own pace. Keys of the same time (logs stamped to the
@@ -134,9 +134,7 @@ class SessionWindower:
                 current = None
             if current is None:
                 current = _new(0, ts, through)
-            insert_in_time_order(
-                current, key, ts, rest[0] if rest else None, rest[1] if len(rest) > 1 else 0, offset, origin
-            )
+            insert_in_time_order(current, key, ts, origin, offset, *rest)
             if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
                 current["start"] = current["end"] = ts
             elif ts < current["start"]:

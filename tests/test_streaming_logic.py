@@ -735,7 +735,8 @@ def _reference_sessions(events: list[tuple], idle_timeout: float, max_keys: int)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 9), st.one_of(st.integers(0, 30_000).map(lambda ms: ms / 1000), st.integers(0, 5).map(float)),
+@given(st.lists(st.tuples(st.integers(0, 9),
+                          st.one_of(st.integers(0, 30_000).map(lambda ms: ms / 1000), st.integers(0, 5).map(float)),
                           st.floats(0, 40), st.sampled_from(["raw/0", "raw/1"]), st.integers(0, 100),
                           st.sampled_from([None, None, "unseen line"]), st.sampled_from([0, 1, 2])),
                 max_size=40),
