@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from re import _constants as sre_constants
 from re import _parser as sre_parser
 
-from drain3.masking import LogMasker
+from drain3.masking import LogMasker, MaskingInstruction
 
 _WHITESPACE = [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
 _CATEGORIES_WITHOUT_SPACE = {
@@ -114,9 +115,27 @@ def token_safe(pattern: str, mask_with: str) -> bool:
     )
 
 
+def mask_function(masker: LogMasker) -> Callable[[str], str]:
+    """`masker.mask`, without a method call and a string concatenation per mask where its masks
+    are drain3's regex instructions (what `make_masker` builds): new tokens pay for every mask."""
+    if not all(type(m) is MaskingInstruction for m in masker.masking_instructions):
+        return masker.mask
+    substitutions = [
+        (m.regex.sub, masker.mask_prefix + m.mask_with + masker.mask_suffix) for m in masker.masking_instructions
+    ]
+
+    def mask(content: str) -> str:
+        for substitute, mask_text in substitutions:
+            content = substitute(mask_text, content)
+        return content
+
+    return mask
+
+
 class TokenMasker:
     def __init__(self, masker: LogMasker, max_cached: int = 200_000) -> None:
         self.masker = masker
+        self.mask_text = mask_function(masker)
         self.max_cached = max_cached
         self.cache: dict[str, str] = {}
         # Tokens that differ only in their digits 1-9 mostly mask alike (block ids, ports, sizes):
@@ -142,7 +161,7 @@ class TokenMasker:
     def _mask_token(self, token: str) -> str:
         masked = self._mask_by_shape(token) if self.by_shape is not None else None
         if masked is None:
-            masked = self.masker.mask(token)
+            masked = self.mask_text(token)
         if len(self.cache) >= self.max_cached:
             self.cache.clear()  # cheaper than LRU bookkeeping on every hit; refills from the next lines
         self.cache[token] = masked
@@ -156,7 +175,7 @@ class TokenMasker:
         try:
             return self.by_shape[shape]
         except KeyError:
-            masked = self.masker.mask(shape)
+            masked = self.mask_text(shape)
             if "1" in masked:
                 masked = None
             if len(self.by_shape) >= self.max_cached:

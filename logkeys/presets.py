@@ -99,6 +99,9 @@ def parse_timestamp(preset: ParserPreset, fields: dict[str, str]) -> float | Non
     return TimestampParser.for_format(preset.timestamp_format)(texts)
 
 
+_UNPARSED = object()
+
+
 class TimestampParser:
     """The timestamp fields' texts -> seconds since the epoch (UTC), or None when malformed.
 
@@ -110,6 +113,7 @@ class TimestampParser:
         self.fractional = timestamp_format.endswith(".%f")
         self.whole_format = timestamp_format[:-3] if self.fractional else timestamp_format
         self.cache: dict[str, float | None] = {}
+        self.midnights: dict[tuple[str, str, str], float | None] = {}  # date fields' texts -> its start
         self.fixed_width, self.two_digit_year = _fixed_width_pattern(self.whole_format)
 
     @staticmethod
@@ -121,15 +125,29 @@ class TimestampParser:
         """strptime's answer for zero-padded fields at a tenth of its cost; None: ask strptime.
 
         Each field of strptime's pattern tries its two-digit form first, so where every field is
-        two valid digits (four for %Y) it reads the same numbers."""
+        two valid digits (four for %Y) it reads the same numbers. Midnight of each date is cached
+        (None: no such date), so a new second costs a match and three ints."""
         digits = self.fixed_width.fullmatch(text) if self.fixed_width is not None else None
         if digits is None:
             return None
-        year, *rest = map(int, digits.groups())
+        year, month, day, hour, minute, second = digits.groups()
+        try:
+            midnight = self.midnights[year, month, day]
+        except KeyError:
+            midnight = self._midnight(int(year), int(month), int(day))
+            if len(self.midnights) >= self.MAX_CACHED:
+                self.midnights.clear()
+            self.midnights[year, month, day] = midnight
+        hour, minute, second = int(hour), int(minute), int(second)
+        if midnight is None or hour > 23 or minute > 59 or second > 59:
+            return None
+        return midnight + (hour * 3600 + minute * 60 + second)
+
+    def _midnight(self, year: int, month: int, day: int) -> float | None:
         if self.two_digit_year:
             year += 2000 if year < 69 else 1900  # strptime's pivot for %y
         try:
-            return datetime(year, *rest, tzinfo=timezone.utc).timestamp()
+            return datetime(year, month, day, tzinfo=timezone.utc).timestamp()
         except ValueError:
             return None
 
@@ -141,9 +159,8 @@ class TimestampParser:
             text, _, fraction = text.rpartition(".")
             if not (fraction.isdigit() and fraction.isascii() and len(fraction) <= 6):
                 return None
-        try:
-            whole = self.cache[text]
-        except KeyError:
+        whole = self.cache.get(text, _UNPARSED)
+        if whole is _UNPARSED:  # a new second (a miss is common: an exception would cost more)
             whole = self._parse(text)
         if whole is None or not self.fractional:
             return whole

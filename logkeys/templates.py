@@ -16,7 +16,7 @@ from pathlib import Path
 
 from drain3.masking import LogMasker, MaskingInstruction
 
-from logkeys.masking import TokenMasker
+from logkeys.masking import TokenMasker, mask_function
 from logkeys.presets import ParserPreset, TimestampParser, get_preset, parse_timestamp
 
 WILDCARD = "<*>"
@@ -91,12 +91,19 @@ class LineSplitter:
         """What the parse stage needs of a line: its content as `split` gives it, the timestamp
         fields' texts (None when the preset has none or the header does not match), the source field;
         without building the field dict."""
-        line, found = self._match(line)
+        line = line.rstrip("\r\n")
+        found = self._header.match(line) if self._header is not None else None
         if found is None:
             return line, None, None
-        stamp = tuple(map(found.group, self._stamp_groups)) if self._stamp_groups else None
-        source = found.group(self._source_group) if self._source_group is not None else None
-        return self._content(found), stamp, source
+        groups = found.groups()  # one call for every field: group numbers less one index it
+        content = groups[self._content_group - 1] or ""
+        if self._prefix_groups:
+            prefix = [groups[i - 1] for i in self._prefix_groups if groups[i - 1] is not None]
+            if prefix:
+                content = " ".join([*prefix, content])
+        stamp = tuple([groups[i - 1] for i in self._stamp_groups]) if self._stamp_groups else None
+        source = groups[self._source_group - 1] if self._source_group is not None else None
+        return content, stamp, source
 
 
 class TemplateSet:
@@ -107,6 +114,7 @@ class TemplateSet:
         self.preset = preset
         self._masker = make_masker(preset)
         self._token_masker = TokenMasker(self._masker) if TokenMasker.applies_to(self._masker) else None
+        self._mask_line = mask_function(self._masker)
         self._splitter = LineSplitter(preset)
         self._timestamps = TimestampParser(preset.timestamp_format) if preset.timestamp_format else None
         # token count -> [(template index, tokens, wildcard count)] in template order
@@ -137,7 +145,7 @@ class TemplateSet:
     def match_content(self, content: str) -> int:
         if self._token_masker is not None:
             return self.match_masked(self._token_masker.mask(content))
-        return self.match_masked(self._masker.mask(content))
+        return self.match_masked(self._mask_line(content))
 
     def parse(self, line: str) -> ParsedLine:
         content, fields = self._splitter.split(line)

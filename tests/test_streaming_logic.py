@@ -6,7 +6,7 @@ import json
 import jsonschema
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from models.detection import MissedKey, SequenceScore
@@ -92,6 +92,44 @@ def test_random_messages_through_parse_and_window_stages(values):
     json.dumps(state, allow_nan=False)
     closed += window.flush(state, 0, watermark=float("inf"))
     assert sum(len(c.keys) for c in closed) == sum(len(events) for events in result.events.values())
+
+
+def _read_through_decode_value(reader, values):
+    """LineReader.read written out over decode_value, as it read every message before its fast path."""
+    from streaming.alerts import bounded
+
+    out = []
+    for value in values:
+        decoded, problem = decode_value(value, reader.value_format)
+        lines = []
+        for text, timestamp, source, truncated in decoded:
+            key, parsed, header_source = reader.templates.read_line(text)
+            ids = reader.group_keys(text, header_source, source)
+            lines.append((key, timestamp if timestamp is not None else parsed, ids, bounded(text) if key < 0 else None,
+                          truncated))  # fmt: skip
+        out.append((problem, lines))
+    return out
+
+
+_LINE_PIECES = st.sampled_from([_hdfs_line("081109 203518", "blk_1"), _hdfs_line("081109 203519", "blk_2 blk_2 blk_3"),
+                                "{", "[", " ", "\t", "\r", "\n", "\r\n", "\x0b", "\u2028", "\x85", "é", "x" * 70_000,
+                                '{"line": "blk_3 x"}', '["a"]', "blk_9"])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=50), st.lists(_LINE_PIECES, max_size=6).map("".join).map(str.encode)),
+                max_size=8), st.sampled_from(["auto", "text", "json"]))  # fmt: skip
+@example([b"blk_9 unseen\r", b"blk_8 a\r\nblk_7 b\r\n", b"[x] blk_6", b"{x} blk_5", b"x" * 70_000 + b" blk_4"], "auto")
+def test_plain_text_values_are_read_as_decode_value_reads_them(values, value_format):
+    """The reader takes plain text lines without decode_value; it must give what decode_value's
+    path gives: keys, times, session ids, unseen lines, cut lines and rejections alike."""
+    from logkeys.presets import get_preset
+    from logkeys.templates import mine_templates
+    from streaming.line_reader import LineReader
+    from tests.test_parsing import HDFS_LINE
+
+    reader = LineReader(mine_templates([HDFS_LINE], get_preset("hdfs")), r"blk_-?\d+", value_format)
+    assert reader.read(values) == _read_through_decode_value(reader, values)
 
 
 def test_parse_processes_read_every_message_as_the_event_loop_does():
