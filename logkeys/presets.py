@@ -152,9 +152,13 @@ class TimestampParser:
             return None
 
     def __call__(self, texts: tuple[str | None, ...]) -> float | None:
+        """The timestamp of the fields' texts; None where one is absent or they do not parse."""
         if None in texts:  # an optional header group that did not take part
             return None
-        text = texts[0] if len(texts) == 1 else " ".join(texts)
+        return self.parse(texts[0] if len(texts) == 1 else " ".join(texts))
+
+    def parse(self, text: str) -> float | None:
+        """The timestamp of the fields' texts joined by a space."""
         if self.fractional:
             text, _, fraction = text.rpartition(".")
             if not (fraction.isdigit() and fraction.isascii() and len(fraction) <= 6):

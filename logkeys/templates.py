@@ -12,6 +12,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from drain3.masking import LogMasker, MaskingInstruction
@@ -67,6 +68,10 @@ class LineSplitter:
         stamped = preset.timestamp_format and preset.timestamp_fields
         all_there = all(f in index for f in preset.timestamp_fields)
         self._stamp_groups = tuple(index[f] for f in preset.timestamp_fields) if stamped and all_there else ()
+        # Where the timestamp fields are in `groups()`: one index, or a getter of several.
+        stamp_indices = [number - 1 for number in self._stamp_groups]
+        self._stamp_index = stamp_indices[0] if len(stamp_indices) == 1 else None
+        self._stamp_fields = itemgetter(*stamp_indices) if len(stamp_indices) > 1 else None
 
     def _match(self, line: str) -> tuple[str, re.Match | None]:
         line = line.rstrip("\r\n")
@@ -87,10 +92,10 @@ class LineSplitter:
             fields = {k: v for k, v in fields.items() if v is not None}
         return self._content(found), fields
 
-    def read(self, line: str) -> tuple[str, tuple[str | None, ...] | None, str | None]:
+    def read(self, line: str) -> tuple[str, str | None, str | None]:
         """What the parse stage needs of a line: its content as `split` gives it, the timestamp
-        fields' texts (None when the preset has none or the header does not match), the source field;
-        without building the field dict."""
+        fields' texts joined by a space (None when the preset has none, a field is absent or the
+        header does not match), the source field; without building the field dict."""
         line = line.rstrip("\r\n")
         found = self._header.match(line) if self._header is not None else None
         if found is None:
@@ -101,7 +106,13 @@ class LineSplitter:
             prefix = [groups[i - 1] for i in self._prefix_groups if groups[i - 1] is not None]
             if prefix:
                 content = " ".join([*prefix, content])
-        stamp = tuple([groups[i - 1] for i in self._stamp_groups]) if self._stamp_groups else None
+        if self._stamp_index is not None:
+            stamp = groups[self._stamp_index]
+        elif self._stamp_fields is not None:
+            fields = self._stamp_fields(groups)
+            stamp = None if None in fields else " ".join(fields)
+        else:
+            stamp = None
         source = groups[self._source_group - 1] if self._source_group is not None else None
         return content, stamp, source
 
@@ -154,7 +165,7 @@ class TemplateSet:
     def read_line(self, line: str) -> tuple[int, float | None, str | None]:
         """`parse` for the hot path: the key, the timestamp and the header's source field."""
         content, stamp, source = self._splitter.read(line)
-        timestamp = self._timestamps(stamp) if stamp is not None else None  # a stamp only where a format is
+        timestamp = self._timestamps.parse(stamp) if stamp is not None else None  # a stamp only where a format is
         return self.match_content(content), timestamp, source
 
     def to_json(self) -> dict:
