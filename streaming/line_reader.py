@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from logkeys.templates import TemplateSet
 from streaming.alerts import bounded
-from streaming.messages import MAX_LINE_BYTES, Rejected, decode_value
+from streaming.messages import MAX_LINE_BYTES, PLAIN_FIRST_BYTES, Rejected, decode_value, plain_text_lines
 
 GLOBAL_SOURCE = "*"  # the group key of windows over the whole input (no per-source windows)
 
@@ -61,41 +61,24 @@ class LineReader:
         out: list[MessageRead] = []
         append_message = out.append
         read_line, value_format = self.templates.read_line, self.value_format
-        plain_first_bytes = _PLAIN_FIRST_BYTES.get(value_format, b"")
+        plain_first_bytes = PLAIN_FIRST_BYTES.get(value_format, b"")
         # Session ids in the common case of one per line, without a call per line.
         find_sessions = self.session_pattern.findall if self.session_pattern is not None else None
         group_keys = self.group_keys
         for value in values:
-            # Plain text lines (the common case) go straight to their keys; envelopes, odd first
-            # bytes, empty or overlong values through decode_value, which says why it rejects one.
+            # Plain text (the common case) as strings; envelopes and what is rejected through decode_value.
+            problem = None
+            decoded = plain_text_lines(value, plain_first_bytes)
+            if decoded is None:
+                decoded, problem = decode_value(value, value_format)
             lines: list[LineRead] = []
-            texts = None
-            if value and value[0] in plain_first_bytes:
-                try:
-                    text = value.decode("utf-8")
-                except UnicodeDecodeError:
-                    text = ""
-                if "\n" not in text:
-                    texts = (text.removesuffix("\r"),) if text else None  # its first byte is no space
-                else:
-                    texts = [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
-            if texts:
-                for text in texts:
-                    truncated = len(text) > MAX_LINE_BYTES
+            for line in decoded:
+                if line.__class__ is str:
+                    text, timestamp, source, truncated = line, None, None, len(line) > MAX_LINE_BYTES
                     if truncated:
                         text = text[:MAX_LINE_BYTES]
-                    key, timestamp, header_source = read_line(text)
-                    if find_sessions is not None:
-                        ids = find_sessions(text)
-                        if len(ids) > 1:
-                            ids = list(dict.fromkeys(ids))
-                    else:
-                        ids = group_keys(text, header_source, None)
-                    lines.append((key, timestamp, ids, bounded(text) if key < 0 else None, truncated))
-                append_message((None, lines))
-                continue
-            decoded, problem = decode_value(value, value_format)
-            for text, timestamp, source, truncated in decoded:
+                else:
+                    text, timestamp, source, truncated = line
                 key, parsed_timestamp, header_source = read_line(text)
                 if find_sessions is not None:
                     ids = find_sessions(text)
@@ -109,9 +92,3 @@ class LineReader:
                 )
             append_message((problem, lines))
         return out
-
-
-# First bytes of a value that is plain text as decode_value reads it: printable ASCII, no space
-# (so never blank), and in "auto" no bracket (it might be JSON).
-_PRINTABLE = bytes(range(0x21, 0x7F))
-_PLAIN_FIRST_BYTES = {"text": _PRINTABLE, "auto": _PRINTABLE.translate(None, b"{[")}

@@ -79,6 +79,27 @@ def decode_value(value: bytes | None, value_format: str = "auto") -> tuple[list[
     return [_bounded(line) for line in lines], None
 
 
+# First bytes of a value that decode_value reads as plain text, whatever follows: printable ASCII
+# but space (so never blank) and, in "auto", but brackets (it might be JSON).
+_PRINTABLE = bytes(range(0x21, 0x7F))
+PLAIN_FIRST_BYTES = {"text": _PRINTABLE, "auto": _PRINTABLE.translate(None, b"{[")}
+
+
+def plain_text_lines(value: bytes | None, first_bytes: bytes) -> list[str] | tuple[str] | None:
+    """decode_value's lines of a plain text value, as strings, not yet cut at MAX_LINE_BYTES; None
+    where the value may not be plain text (first byte not in `first_bytes`, not UTF-8): ask decode_value.
+    The parse stage's path for nearly every message, without a RawLine per line."""
+    if not value or value[0] not in first_bytes:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\n" not in text:
+        return (text.removesuffix("\r"),)
+    return [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
+
+
 def _looks_json(text: str) -> bool:
     first = text[:1]
     return first in ("{", "[") or (first.isspace() and text.lstrip()[:1] in ("{", "["))
