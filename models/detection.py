@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
-from models.vocab import DIST, MASK, OPEN, PAD, UNK, UNPREDICTABLE, UNSEEN_KEY, keys_to_tokens, token_to_key
+from models.vocab import DIST, MASK, OPEN, PAD, UNK, UNPREDICTABLE, UNSEEN_KEY, keys_to_tokens, tokens_to_keys
 
 # tokens (batch, length) int64, positions (batch, queries) int64
 #   -> logits at those positions (batch, queries, vocab) float32, DIST vectors (batch, d) float32
@@ -81,9 +82,12 @@ def split_chunks(keys: Sequence, keys_per_chunk: int) -> list:
 
 @dataclass
 class _Rows:
-    """Every row to run: per chunk one unmasked row (its DIST vector) and one row per mask pattern."""
+    """Every row to run: per chunk one unmasked row (its DIST vector) and one row per mask pattern.
+    A chunk is a slice of the sequences' tokens laid end to end, after DIST."""
 
-    chunk_tokens: list[np.ndarray]  # [DIST, tokens...] per chunk
+    tokens: np.ndarray  # every sequence's tokens, one after another
+    start: np.ndarray  # per chunk: where its tokens begin in `tokens`
+    size: np.ndarray  # per chunk: its tokens (DIST not counted)
     chunk: np.ndarray  # per row: its chunk
     pattern: np.ndarray  # per row: -1 = unmasked, else the pattern j (positions p with (p - 1) % stride == j)
     maskable: np.ndarray  # per chunk: keys that may be masked (all but a final OPEN)
@@ -93,36 +97,50 @@ class _Rows:
 
 
 def _plan_rows(sequences: list[list[int]], settings: DetectionSettings) -> _Rows:
-    chunk_tokens, owners, offsets, maskable, lengths = [], [], [], [], []
-    for owner, keys in enumerate(sequences):
-        key_array = np.asarray(keys, dtype=np.int64)
-        lengths.append(np.count_nonzero(key_array >= UNSEEN_KEY))
-        tokens = keys_to_tokens(key_array)
-        for index, part in enumerate(split_chunks(tokens, settings.keys_per_chunk)):
-            chunk_tokens.append(np.concatenate(([DIST], part)))
-            owners.append(owner)
-            offsets.append(index * settings.keys_per_chunk)
-            maskable.append(len(part) - (1 if len(part) and part[-1] == OPEN else 0))  # OPEN is context only
-    maskable_arr = np.array(maskable, dtype=np.int64)
-    patterns_per_chunk = np.minimum(maskable_arr, settings.mask_stride) + 1
-    chunk = np.repeat(np.arange(len(chunk_tokens)), patterns_per_chunk)
+    """The rows of all sequences: chunks listed in Python (cheap for the few a batch has), tokens
+    converted and checked for all sequences at once."""
+    per_chunk = settings.keys_per_chunk
+    owner, offset, start, size = [], [], [], []
+    first = 0
+    for index, keys in enumerate(sequences):
+        for at in range(0, len(keys), per_chunk) if keys else (0,):  # an empty sequence is one empty chunk
+            owner.append(index)
+            offset.append(at)
+            start.append(first + at)
+            size.append(min(per_chunk, len(keys) - at))
+        first += len(keys)
+    keys = np.fromiter(chain.from_iterable(sequences), dtype=np.int64, count=first)
+    tokens = keys_to_tokens(keys)
+    owner_arr, start_arr, size_arr = (np.array(v, dtype=np.int64) for v in (owner, start, size))
+    markers = np.repeat(owner_arr, size_arr)[keys < UNSEEN_KEY]  # END and OPEN are no log keys
+    lengths = np.fromiter(map(len, sequences), np.int64, len(sequences)) - np.bincount(
+        markers, minlength=len(sequences)
+    )
+    last = tokens[np.maximum(start_arr + size_arr - 1, 0)] if first else np.zeros(len(owner), dtype=np.int64)
+    maskable = size_arr - ((size_arr > 0) & (last == OPEN))  # OPEN is context only
+    patterns_per_chunk = np.minimum(maskable, settings.mask_stride) + 1
+    chunk = np.repeat(np.arange(len(owner)), patterns_per_chunk)
     starts = np.cumsum(patterns_per_chunk) - patterns_per_chunk
     pattern = np.arange(len(chunk)) - np.repeat(starts, patterns_per_chunk) - 1
-    return _Rows(chunk_tokens, chunk, pattern, maskable_arr, np.array(owners, dtype=np.int64),
-                 np.array(offsets, dtype=np.int64), np.array(lengths, dtype=np.int64))  # fmt: skip
+    return _Rows(
+        tokens, start_arr, size_arr, chunk, pattern, maskable, owner_arr, np.array(offset, dtype=np.int64), lengths
+    )
 
 
 def _batch_tokens(rows: _Rows, batch: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The padded model input of these rows, the same without masks (the true tokens), and the
     positions whose logits the rule reads: each row's masked positions (0 fills the rest)."""
-    width = max(len(rows.chunk_tokens[c]) for c in rows.chunk[batch])
-    original = np.full((len(batch), width), PAD, dtype=np.int64)
-    for i, c in enumerate(rows.chunk[batch]):
-        original[i, : len(rows.chunk_tokens[c])] = rows.chunk_tokens[c]
-    tokens = original.copy()
+    chunk = rows.chunk[batch]
+    size = rows.size[chunk][:, None]
+    width = int(size.max()) + 1
     positions = np.arange(width)
+    in_chunk = (positions >= 1) & (positions <= size)
+    taken = np.where(in_chunk, rows.start[chunk][:, None] + positions - 1, 0)
+    original = np.where(in_chunk, rows.tokens[taken] if len(rows.tokens) else PAD, PAD)
+    original[:, 0] = DIST
+    tokens = original.copy()
     pattern = rows.pattern[batch][:, None]
-    limit = rows.maskable[rows.chunk[batch]][:, None]
+    limit = rows.maskable[chunk][:, None]
     to_mask = (pattern >= 0) & (positions >= 1) & (positions <= limit) & ((positions - 1) % stride == pattern)
     tokens[to_mask] = MASK
     row_index, masked_at = np.nonzero(to_mask)
@@ -178,33 +196,36 @@ def score_sequences(
 
     flagged = np.ones(len(sequences), dtype=bool) if explain_all else _flagged(totals, settings)
     missed = _explanations(totals, flagged, settings)
-    scores = []
-    for i in range(len(sequences)):
-        masked = int(totals.masked[i])
-        most = None
-        if totals.most_surprise[i] > -np.inf:  # else nothing was masked
-            most = _missed_key(totals.most_position[i], totals.most_truth[i], totals.most_probability[i],
-                               totals.most_top[i])  # fmt: skip
-        scores.append(
-            SequenceScore(
-                length=int(rows.lengths[i]),
-                masked=masked,
-                misses=int(totals.misses[i]),
-                unseen=int(totals.unseen[i]),
-                max_surprise=float(totals.surprise_max[i]),
-                mean_surprise=float(totals.surprise_sum[i] / masked) if masked else 0.0,
-                distance=float(totals.distance_sum[i] / max(chunks_per_seq[i], 1)),
-                missed=missed.get(i, []),
-                most_surprising=most,
+    most: list[MissedKey | None] = [None] * len(sequences)
+    has_most = np.flatnonzero(totals.most_surprise > -np.inf)  # the others had nothing masked
+    if len(has_most):
+        found = _missed_keys(totals.most_position[has_most], totals.most_truth[has_most],
+                             totals.most_probability[has_most], totals.most_top[has_most])  # fmt: skip
+        for i, key in zip(has_most.tolist(), found):
+            most[i] = key
+    masked = totals.masked
+    mean_surprise = np.divide(totals.surprise_sum, masked, out=np.zeros(len(sequences)), where=masked > 0)
+    distance = totals.distance_sum / np.maximum(chunks_per_seq, 1)
+    return [
+        SequenceScore(length, n, misses, unseen, max_surprise, mean, far, missed.get(i, []), most[i])
+        for i, (length, n, misses, unseen, max_surprise, mean, far) in enumerate(
+            zip(
+                rows.lengths.tolist(),
+                masked.tolist(),
+                totals.misses.tolist(),
+                totals.unseen.tolist(),
+                totals.surprise_max.tolist(),
+                mean_surprise.tolist(),
+                distance.tolist(),
             )
         )
-    return scores
+    ]
 
 
 def _batches(rows: _Rows, batch_rows: int) -> list[np.ndarray]:
     """Rows in batches of at most batch_rows, shortest first; a batch never mixes rows whose
     widths differ twofold or more (same power-of-two class), so padding stays under half a batch."""
-    widths = np.array([len(rows.chunk_tokens[c]) for c in rows.chunk], dtype=np.int64)
+    widths = rows.size[rows.chunk] + 1
     order = np.argsort(widths, kind="stable")
     width_class = np.log2(widths[order]).astype(np.int64)
     edges = np.flatnonzero(np.diff(width_class)) + 1
@@ -215,8 +236,13 @@ def _batches(rows: _Rows, batch_rows: int) -> list[np.ndarray]:
     ]
 
 
-def _missed_key(position, truth, probability, top) -> MissedKey:
-    return MissedKey(int(position), token_to_key(int(truth)), [token_to_key(int(t)) for t in top], float(probability))
+def _missed_keys(position: np.ndarray, truth: np.ndarray, probability: np.ndarray, top: np.ndarray) -> list[MissedKey]:
+    return [
+        MissedKey(*fields)
+        for fields in zip(
+            position.tolist(), tokens_to_keys(truth).tolist(), tokens_to_keys(top).tolist(), probability.tolist()
+        )  # fmt: skip
+    ]
 
 
 def _flagged(totals: _Totals, settings: DetectionSettings) -> np.ndarray:
@@ -235,11 +261,14 @@ def _explanations(totals: _Totals, flagged: np.ndarray, settings: DetectionSetti
     keep = flagged[owner]
     owner, position, truth, probability, top = owner[keep], position[keep], truth[keep], probability[keep], top[keep]
     order = np.lexsort((position, owner))
+    ordered_owner = owner[order]
+    first = np.r_[True, ordered_owner[1:] != ordered_owner[:-1]]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    chosen = order[np.arange(len(order)) - group_start < settings.explain_limit]
     out: dict[int, list[MissedKey]] = {}
-    for m in order:
-        listed = out.setdefault(int(owner[m]), [])
-        if len(listed) < settings.explain_limit:
-            listed.append(_missed_key(position[m], truth[m], probability[m], top[m]))
+    for sequence, key in zip(owner[chosen].tolist(),
+                             _missed_keys(position[chosen], truth[chosen], probability[chosen], top[chosen])):  # fmt: skip
+        out.setdefault(sequence, []).append(key)
     return out
 
 
@@ -257,7 +286,8 @@ def _accumulate(rows: _Rows, batch: np.ndarray, original: np.ndarray, asked: np.
     sequence_positions = rows.offset[chunk[row_index]] + positions - 1
     selected = logits[row_index, column].astype(np.float64)  # (M, vocab)
     selected[:, UNPREDICTABLE] = -np.inf  # only END and real log keys can be predicted
-    log_norm = np.logaddexp.reduce(selected, axis=1)
+    peak = selected.max(axis=1)  # log-sum-exp shifted by the row's largest logit (one exp per logit)
+    log_norm = peak + np.log(np.exp(selected - peak[:, None]).sum(axis=1))
     is_unseen = truth == UNK
     true_logit = selected[np.arange(len(truth)), np.where(is_unseen, 0, truth)]
     surprise = np.where(is_unseen, np.inf, log_norm - true_logit)

@@ -35,3 +35,11 @@ def keys_to_tokens(keys: np.ndarray) -> np.ndarray:
     tokens[keys == END_KEY] = END
     tokens[keys == OPEN_KEY] = OPEN
     return tokens
+
+
+def tokens_to_keys(tokens: np.ndarray) -> np.ndarray:
+    """token_to_key over an array of tokens."""
+    return np.where(tokens >= N_SPECIAL, tokens - N_SPECIAL, _KEY_OF_SPECIAL[np.minimum(tokens, N_SPECIAL - 1)])
+
+
+_KEY_OF_SPECIAL = np.array([token_to_key(token) for token in range(N_SPECIAL)])

@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from models.detection import DetectionSettings, is_anomalous, score_sequences, split_chunks
-from models.vocab import END, END_KEY, MASK, N_SPECIAL, OPEN_KEY, UNSEEN_KEY
+from models.detection import DetectionSettings, is_anomalous, model_input, score_sequences, split_chunks
+from models.vocab import DIST, END, END_KEY, MASK, N_SPECIAL, OPEN, OPEN_KEY, PAD, UNSEEN_KEY, key_to_token
 
 VOCAB = N_SPECIAL + 4  # four log keys
 
@@ -150,3 +153,33 @@ def test_short_and_long_rows_are_not_padded_into_one_batch():
     for tokens in seen:
         shortest = (tokens != 0).sum(axis=1).min()
         assert tokens.shape[1] < 2 * shortest  # a 3-token row never waits in a 62-wide batch
+
+
+_SEQUENCES = st.lists(
+    st.tuples(st.lists(st.integers(UNSEEN_KEY, 3), max_size=40), st.sampled_from([[], [END_KEY], [OPEN_KEY]])).map(
+        lambda keys_and_end: keys_and_end[0] + keys_and_end[1]
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(_SEQUENCES, st.integers(1, 5), st.integers(2, 12))
+def test_the_rows_run_are_each_chunk_once_plain_and_once_per_mask_pattern(sequences, stride, max_len):
+    """The rows planned for all sequences at once equal the rule written out sequence by sequence."""
+    expected_rows, expected_masked = [], []
+    for keys in sequences:
+        for part in split_chunks([key_to_token(k) for k in keys], max_len - 1):
+            maskable = len(part) - (1 if part and part[-1] == OPEN else 0)
+            expected_rows.append([DIST, *part])
+            expected_masked.append([])
+            for pattern in range(min(maskable, stride)):
+                masked = [p for p in range(1, maskable + 1) if (p - 1) % stride == pattern]
+                expected_rows.append([DIST, *(MASK if p in masked else t for p, t in enumerate(part, 1))])
+                expected_masked.append(masked)
+    tokens, positions = model_input(sequences, settings(mask_stride=stride, max_len=max_len))
+    width = max(map(len, expected_rows))
+    assert tokens.tolist() == [row + [PAD] * (width - len(row)) for row in expected_rows]
+    queries = max(1, max(map(len, expected_masked)))
+    assert positions.tolist() == [masked + [0] * (queries - len(masked)) for masked in expected_masked]
