@@ -125,7 +125,8 @@ class TemplateSet:
         self.preset = preset
         self._masker = make_masker(preset)
         self._token_masker = TokenMasker(self._masker) if TokenMasker.applies_to(self._masker) else None
-        self._mask_line = mask_function(self._masker)
+        # Token by token with a cache where the masks allow it; else drain3's masks on the whole content.
+        self._mask = self._token_masker.mask if self._token_masker is not None else mask_function(self._masker)
         self._splitter = LineSplitter(preset)
         self._timestamps = TimestampParser(preset.timestamp_format) if preset.timestamp_format else None
         # token count -> [(template index, tokens, wildcard count)] in template order
@@ -154,9 +155,7 @@ class TemplateSet:
         return best
 
     def match_content(self, content: str) -> int:
-        if self._token_masker is not None:
-            return self.match_masked(self._token_masker.mask(content))
-        return self.match_masked(self._mask_line(content))
+        return self.match_masked(self._mask(content))
 
     def parse(self, line: str) -> ParsedLine:
         content, fields = self._splitter.split(line)
@@ -166,7 +165,9 @@ class TemplateSet:
         """`parse` for the hot path: the key, the timestamp and the header's source field."""
         content, stamp, source = self._splitter.read(line)
         timestamp = self._timestamps.parse(stamp) if stamp is not None else None  # a stamp only where a format is
-        return self.match_content(content), timestamp, source
+        masked = self._mask(content)
+        key = self._cache.get(masked)  # match_masked's answer when it has one, without its call
+        return key if key is not None else self.match_masked(masked), timestamp, source
 
     def to_json(self) -> dict:
         return {
