@@ -15,7 +15,9 @@ Three scorers per cell:
   serve  Detector.score, what a worker runs: ONNX Runtime, each distinct sequence scored once
 "rule share" is the part of the onnx scorer's time spent outside the model: the rule timed alone,
 on the model's outputs recorded once and replayed (planning rows, padding, counting, explaining).
-The ONNX side runs in a child process without torch, so its peak RSS is the worker's."""
+The ONNX side runs in a child process without torch, so its peak RSS is the worker's; the two
+sides of a cell are timed one right after the other, so a slow spell of a shared machine slows
+both."""
 
 from __future__ import annotations
 
@@ -107,25 +109,27 @@ def replaying(forward, sequences: list[list[int]], detector) -> object:
 
 
 def serving_side(model_dir: Path, cells_file: Path, seconds: float) -> None:
-    """Child process: the ONNX Runtime scorers only (torch is never imported here)."""
+    """Child process: the ONNX Runtime scorers only (torch is never imported here). It measures
+    the cell whose index it reads on stdin and answers with a JSON line, so each cell's two sides
+    are timed one right after the other; at end of input it reports its peak RSS."""
     from models.detector import Detector
 
     detector = Detector.load(model_dir, "cpu")
-    results = []
-    for cell in json.loads(cells_file.read_text()):
-        sequences = cell["sequences"]
+    plan = json.loads(cells_file.read_text())
+    print(json.dumps({"provider": detector.provider}), flush=True)
+    for line in sys.stdin:
+        sequences = plan[int(line)]["sequences"]
         onnx_rate, _ = rate(lambda s: score_sequences(s, detector.forward, detector.centre, detector.settings),
                             sequences, seconds)  # fmt: skip
         serve_rate, scores = rate(detector.score, sequences, seconds)
         replay = replaying(detector.forward, sequences, detector)
         rule_rate, _ = rate(lambda s, forward=replay: score_sequences(s, forward, detector.centre, detector.settings),
                             sequences, seconds)  # fmt: skip
-        results.append({"onnx": onnx_rate, "serve": serve_rate, "rule": rule_rate,
-                        "distinct": len({tuple(s) for s in sequences}),
-                        "decisions": [detector.is_anomalous(s) for s in scores]})  # fmt: skip
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"provider": detector.provider, "peak_rss_mib": peak, "cells": results}))
+        print(json.dumps({"onnx": onnx_rate, "serve": serve_rate, "rule": rule_rate,
+                          "distinct": len({tuple(s) for s in sequences}),
+                          "decisions": [detector.is_anomalous(s) for s in scores]}), flush=True)  # fmt: skip
     assert "torch" not in sys.modules, "the serving side must not load torch"
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
 
 def main() -> None:
@@ -151,21 +155,30 @@ def main() -> None:
         plan = cells(blocks, args.lengths.split(","), [int(b) for b in args.batches.split(",")])
         cells_file = Path(tmp) / "cells.json"
         cells_file.write_text(json.dumps(plan))
-        child = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, __file__, "--seconds", str(args.seconds), "--serving-side", str(model_dir), str(cells_file)],
-            check=True, capture_output=True, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        served = json.loads(child.stdout.strip().splitlines()[-1])
+
+        def answer() -> dict:
+            line = child.stdout.readline()
+            if not line:
+                raise SystemExit(f"the serving side stopped (exit status {child.wait()})")
+            return json.loads(line)
+
+        provider = answer()["provider"]
         mean_block = sum(len(b) for b in blocks) / len(blocks)
         print(f"data: {source}, {len(blocks)} blocks of {mean_block:.1f} keys on average (END included)")
         print(f"model {config.get('version')}: {len(vocabulary)} templates, d_model {config['model']['d_model']}, "
               f"{config['model']['n_layer']} layers, max_len {settings.max_len}, mask stride {settings.mask_stride}, "
-              f"top-g {settings.top_g}; ONNX Runtime provider {served['provider']}, "
-              f"{os.cpu_count()} CPUs")  # fmt: skip
+              f"top-g {settings.top_g}; ONNX Runtime provider {provider}, {os.cpu_count()} CPUs")  # fmt: skip
         print(f"{'length':>7} {'batch':>5} {'distinct':>8} {'torch seq/s':>11} {'onnx seq/s':>10} {'serve seq/s':>11} "
               f"{'onnx/torch':>10} {'serve/torch':>11} {'rule share':>10}  decisions")  # fmt: skip
         eager = torch_forward(model)
-        for cell, result in zip(plan, served["cells"]):
+        for index, cell in enumerate(plan):
+            child.stdin.write(f"{index}\n")
+            child.stdin.flush()
+            result = answer()  # the ONNX side of this cell, timed just before its torch side
             torch_rate, scores = rate(lambda s: score_sequences(s, eager, centre, settings), cell["sequences"],
                                       args.seconds)  # fmt: skip
             same = [is_anomalous(s, settings) for s in scores] == result["decisions"]
@@ -173,8 +186,11 @@ def main() -> None:
                   f"{result['onnx']:>10.0f} {result['serve']:>11.0f} {result['onnx'] / torch_rate:>10.2f} "
                   f"{result['serve'] / torch_rate:>11.2f} {result['onnx'] / result['rule']:>10.0%}  "
                   f"{'equal' if same else 'DIFFER'}", flush=True)  # fmt: skip
+        child.stdin.close()
+        serving_peak = answer()["peak_rss_mib"]
+        child.wait()
     torch_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: serving scorer {served['peak_rss_mib']:.0f} MiB (ONNX Runtime, no torch); "
+    print(f"peak RSS: serving scorer {serving_peak:.0f} MiB (ONNX Runtime, no torch); "
           f"reference process {torch_peak:.0f} MiB (torch, training included)")  # fmt: skip
 
 
