@@ -228,11 +228,11 @@ def _batches(rows: _Rows, batch_rows: int) -> list[np.ndarray]:
     widths = rows.size[rows.chunk] + 1
     order = np.argsort(widths, kind="stable")
     width_class = np.log2(widths[order]).astype(np.int64)
-    edges = np.flatnonzero(np.diff(width_class)) + 1
+    bounds = [0, *(np.flatnonzero(np.diff(width_class)) + 1).tolist(), len(order)]
     return [
-        group[start : start + batch_rows]
-        for group in np.split(order, edges)
-        for start in range(0, len(group), batch_rows)
+        order[start : min(start + batch_rows, end)]
+        for begin, end in zip(bounds, bounds[1:])
+        for start in range(begin, end, batch_rows)
     ]
 
 
@@ -262,7 +262,7 @@ def _explanations(totals: _Totals, flagged: np.ndarray, settings: DetectionSetti
     owner, position, truth, probability, top = owner[keep], position[keep], truth[keep], probability[keep], top[keep]
     order = np.lexsort((position, owner))
     ordered_owner = owner[order]
-    first = np.r_[True, ordered_owner[1:] != ordered_owner[:-1]]
+    first = np.concatenate(([True], ordered_owner[1:] != ordered_owner[:-1]))
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
     chosen = order[np.arange(len(order)) - group_start < settings.explain_limit]
     out: dict[int, list[MissedKey]] = {}
@@ -276,7 +276,9 @@ def _accumulate(rows: _Rows, batch: np.ndarray, original: np.ndarray, asked: np.
                 dist: np.ndarray, centre: np.ndarray, settings: DetectionSettings, totals: _Totals) -> None:  # fmt: skip
     chunk = rows.chunk[batch]
     unmasked = rows.pattern[batch] < 0
-    np.add.at(totals.distance_sum, rows.owner[chunk[unmasked]], np.linalg.norm(dist[unmasked] - centre, axis=1))
+    away = dist[unmasked] - centre
+    distance = np.sqrt(np.add.reduce(away * away, axis=1))  # np.linalg.norm's own sum, without its checks
+    np.add.at(totals.distance_sum, rows.owner[chunk[unmasked]], distance)
     row_index, column = np.nonzero(asked)  # the masked positions (never 0, the DIST token)
     if not len(row_index):
         return
@@ -310,7 +312,7 @@ def _accumulate(rows: _Rows, batch: np.ndarray, original: np.ndarray, asked: np.
     # per sequence, the position this batch found least likely (stable: the first on ties)
     order = np.lexsort((np.arange(len(surprise)), -surprise, owners))
     owners_sorted = owners[order]
-    firsts = order[np.r_[True, owners_sorted[1:] != owners_sorted[:-1]]]
+    firsts = order[np.concatenate(([True], owners_sorted[1:] != owners_sorted[:-1]))]
     better = firsts[surprise[firsts] > totals.most_surprise[owners[firsts]]]
     if len(better):
         who = owners[better]
