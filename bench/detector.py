@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,12 +96,12 @@ def rate(score, sequences, seconds: float) -> tuple[float, list]:
             return runs * len(sequences) / elapsed, scores
 
 
-def replaying(forward, sequences: list[list[int]], detector) -> object:
-    """A forward function that gives the outputs `forward` gave when scoring `sequences`, in turn."""
+def replaying(detector, sequences: list[list[int]]) -> Callable:
+    """A forward function that gives the outputs the detector's model gave when scoring `sequences`, in turn."""
     outputs: list = []
 
     def recording(tokens: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outputs.append(forward(tokens, positions))
+        outputs.append(detector.forward(tokens, positions))
         return outputs[-1]
 
     score_sequences(sequences, recording, detector.centre, detector.settings)
@@ -122,7 +123,7 @@ def serving_side(model_dir: Path, cells_file: Path, seconds: float) -> None:
         onnx_rate, _ = rate(lambda s: score_sequences(s, detector.forward, detector.centre, detector.settings),
                             sequences, seconds)  # fmt: skip
         serve_rate, scores = rate(detector.score, sequences, seconds)
-        replay = replaying(detector.forward, sequences, detector)
+        replay = replaying(detector, sequences)
         rule_rate, _ = rate(lambda s, forward=replay: score_sequences(s, forward, detector.centre, detector.settings),
                             sequences, seconds)  # fmt: skip
         print(json.dumps({"onnx": onnx_rate, "serve": serve_rate, "rule": rule_rate,

@@ -77,10 +77,13 @@ class LineSplitter:
         line = line.rstrip("\r\n")
         return line, (self._header.match(line) if self._header is not None else None)
 
-    def _content(self, found: re.Match) -> str:
-        """The content group, after the prefix fields that took part (e.g. BGL's component and level)."""
-        content = found.group(self._content_group) or ""
-        prefix = [text for text in map(found.group, self._prefix_groups) if text is not None]
+    def _content(self, groups: tuple[str | None, ...]) -> str:
+        """The content group, after the prefix fields that took part (e.g. BGL's component and level);
+        `groups` is the match's `groups()`, so a group number less one indexes it."""
+        content = groups[self._content_group - 1] or ""
+        if not self._prefix_groups:
+            return content
+        prefix = [groups[i - 1] for i in self._prefix_groups if groups[i - 1] is not None]
         return " ".join([*prefix, content]) if prefix else content
 
     def split(self, line: str) -> tuple[str, dict[str, str]]:
@@ -90,22 +93,17 @@ class LineSplitter:
         fields = found.groupdict()
         if None in fields.values():  # optional groups that did not take part
             fields = {k: v for k, v in fields.items() if v is not None}
-        return self._content(found), fields
+        return self._content(found.groups()), fields
 
     def read(self, line: str) -> tuple[str, str | None, str | None]:
         """What the parse stage needs of a line: its content as `split` gives it, the timestamp
         fields' texts joined by a space (None when the preset has none, a field is absent or the
         header does not match), the source field; without building the field dict."""
-        line = line.rstrip("\r\n")
-        found = self._header.match(line) if self._header is not None else None
+        line, found = self._match(line)
         if found is None:
             return line, None, None
-        groups = found.groups()  # one call for every field: group numbers less one index it
-        content = groups[self._content_group - 1] or ""
-        if self._prefix_groups:
-            prefix = [groups[i - 1] for i in self._prefix_groups if groups[i - 1] is not None]
-            if prefix:
-                content = " ".join([*prefix, content])
+        groups = found.groups()  # every field in one call
+        content = self._content(groups)
         if self._stamp_index is not None:
             stamp = groups[self._stamp_index]
         elif self._stamp_fields is not None:

@@ -108,19 +108,18 @@ class ParseStage:
             latest = self.origin_time.get(origin, -math.inf)  # `advance` does nothing for a line not past it
             lines += len(message_lines)
             for key, ts, ids, unseen_text, was_truncated in message_lines:
-                if ts is None or ts > future:
-                    if ts is not None:
-                        # One line stamped in the future would close every open session at once: it
-                        # joins its session at the current event time instead, and is counted.
-                        ts = watermark if watermark is not None else arrival
-                        distrusted_timestamps += 1
-                    elif expects_timestamps and watermark is not None:
-                        # The format has times but this line's does not parse: it joins at the current
-                        # event time. (Its arrival time may be years ahead of a replayed log's.)
-                        ts = watermark
-                        undated += 1
-                    else:
-                        ts = arrival
+                if ts is None and expects_timestamps and watermark is not None:
+                    # The format has times but this line's does not parse: it joins at the current
+                    # event time. (Its arrival time may be years ahead of a replayed log's.)
+                    ts = watermark
+                    undated += 1
+                elif ts is None:
+                    ts = arrival
+                elif ts > future:
+                    # One line stamped in the future would close every open session at once: it
+                    # joins its session at the current event time instead, and is counted.
+                    ts = watermark if watermark is not None else arrival
+                    distrusted_timestamps += 1
                 if ts > latest or unread is None:
                     self.advance(origin, ts, unread)
                     latest = max(latest, ts)
@@ -129,13 +128,6 @@ class ParseStage:
                     truncated += 1
                 if key < 0:
                     unseen += 1
-                if len(ids) == 1:  # the common case, without a loop
-                    session_events = events.get(ids[0])
-                    if session_events is None:
-                        events[ids[0]] = [[key, ts, watermark, origin, offset, unseen_text, sent_ms]]
-                    else:
-                        session_events.append([key, ts, watermark, origin, offset, unseen_text, sent_ms])
-                    continue
                 if not ids:
                     without_session += 1
                 for session in ids:
