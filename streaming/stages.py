@@ -73,7 +73,9 @@ class ParseStage:
         if ts <= self.origin_time.get(origin, -math.inf):
             return  # nothing moved (lines of one second are common); a change of `unread` settles itself
         self.origin_time[origin] = ts
-        if origin in unread or not unread:
+        if origin in unread and len(unread) == 1:  # the usual case, once per new second: no other to wait for
+            self.watermark = max(self.watermark, ts)
+        elif origin in unread or not unread:
             self._settle(unread)
 
     def _settle(self, unread: set[str]) -> None:
