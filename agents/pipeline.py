@@ -68,4 +68,5 @@ def build_stages(detector: Detector, settings: StreamSettings) -> Pipeline:
 
 @lru_cache(maxsize=1)
 def load_pipeline(settings: StreamSettings) -> Pipeline:
-    return build_stages(Detector.load(Path(settings.model_dir), settings.provider), settings)
+    detector = Detector.load(Path(settings.model_dir), settings.provider, spinning=settings.scorer_spinning)
+    return build_stages(detector, settings)

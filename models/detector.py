@@ -23,10 +23,14 @@ class Detector:
         self.version = config.get("version", "unknown")
 
     @classmethod
-    def load(cls, model_dir: Path, provider: str = "auto", threads: int | None = None) -> Detector:
+    def load(
+        cls, model_dir: Path, provider: str = "auto", threads: int | None = None, spinning: bool = True
+    ) -> Detector:
+        """`spinning`: ONNX Runtime's idle threads spin for the next kernel (fastest when scoring
+        has the cores to itself; a worker turns it off, see streaming/settings.py)."""
         config, vocabulary = load_model_directory(model_dir)
         try:
-            scorer = OnnxScorer(Path(model_dir) / "model.onnx", provider, threads)
+            scorer = OnnxScorer(Path(model_dir) / "model.onnx", provider, threads, spinning)
         except Exception as error:
             if isinstance(error, (FileNotFoundError, ModelDirectoryError)):
                 raise

@@ -23,12 +23,19 @@ class ProviderUnavailable(RuntimeError):
     pass
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
+SPINNING_ENTRY = "session.intra_op.allow_spinning"
+
+
+def _session_options(threads: int | None, spinning: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # the CUDA provider's load failure is reported by us, once
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        # Idle pool threads sleep instead of spinning for the next kernel: each run is slower, but
+        # a worker's event loop, on the same cores, gets the CPU they would have burnt.
+        options.add_session_config_entry(SPINNING_ENTRY, "0")
     return options
 
 
@@ -37,20 +44,22 @@ class OnnxScorer:
     positions (batch, queries) and the DIST vectors. A graph exported before the serving graph
     (tokens only, logits everywhere) still works: its logits are picked out here."""
 
-    def __init__(self, model_path: Path, provider: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: Path, provider: str = "auto", threads: int | None = None, spinning: bool = True
+    ) -> None:
         provider = (provider or "auto").lower()
         if provider not in PROVIDER_CHOICES:
             raise ValueError(f"provider must be one of {PROVIDER_CHOICES}, not {provider!r}")
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"ONNX model not found: {model_path}")
         self.model_path = Path(model_path)
-        self.session = self._open(provider, threads)
+        self.session = self._open(provider, _session_options(threads, spinning))
         self.provider = self.session.get_providers()[0]
         self.input_names = [i.name for i in self.session.get_inputs()]
         if len(self.input_names) not in (1, 2):
             raise ValueError(f"{model_path} takes inputs {self.input_names}, not (tokens[, positions])")
 
-    def _open(self, provider: str, threads: int | None) -> ort.InferenceSession:
+    def _open(self, provider: str, options: ort.SessionOptions) -> ort.InferenceSession:
         wants_cuda = provider == "cuda" or (
             provider == "auto" and "CUDAExecutionProvider" in ort.get_available_providers() and nvidia_device_present()
         )
@@ -63,7 +72,7 @@ class OnnxScorer:
                     ort.preload_dlls()  # CUDA/cuDNN libraries from the nvidia-* wheels, when present
                 session = ort.InferenceSession(
                     str(self.model_path),
-                    _session_options(threads),
+                    options,
                     providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
                 )
                 if session.get_providers()[0] == "CUDAExecutionProvider" and self._smoke_test(session):
@@ -74,7 +83,7 @@ class OnnxScorer:
             if provider == "cuda":
                 raise ProviderUnavailable(f"CUDA was requested but is not usable: {reason}")
             log.info("scoring on CPU: %s", reason)
-        return ort.InferenceSession(str(self.model_path), _session_options(threads), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
 
     @staticmethod
     def _smoke_test(session: ort.InferenceSession) -> bool:

@@ -91,6 +91,12 @@ class StreamSettings:
         float,
     )
     provider: str = env_setting("LOGBERT_PROVIDER", "auto", "ONNX Runtime provider: `auto`, `cuda` or `cpu`")
+    scorer_spinning: bool = env_setting(
+        "LOGBERT_SCORER_SPINNING", "0",
+        "`1` lets ONNX Runtime's idle threads spin for the next kernel: faster scoring alone, but they take "
+        "CPU from the worker's event loop on the same cores",
+        _flag,
+    )  # fmt: skip
     publish_scores: bool = env_setting(
         "LOGBERT_PUBLISH_SCORES", "0", "`1` publishes every sequence's score to the scores topic", _flag
     )

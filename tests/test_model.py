@@ -200,3 +200,31 @@ def test_scores_are_deterministic_across_loads(trained_model, generated_hdfs):
     assert [(s.misses, round(s.max_surprise, 5), round(s.distance, 5)) for s in a] == [
         (s.misses, round(s.max_surprise, 5), round(s.distance, 5)) for s in b
     ]
+
+
+def test_a_worker_scorer_lets_its_idle_threads_sleep(trained_model, generated_hdfs, monkeypatch):
+    """Spinning pool threads took a fifth of a core from a busy worker's event loop; a worker turns
+    them off unless LOGBERT_SCORER_SPINNING asks, and its scores stay the same."""
+    from agents.pipeline import load_pipeline
+    from commands.common import key_sequences
+    from models.detector import Detector
+    from models.scorer import SPINNING_ENTRY
+    from sequences.readers import ReadOptions, read_dataset
+    from streaming.settings import StreamSettings
+
+    monkeypatch.delenv("LOGBERT_SCORER_SPINNING", raising=False)
+    monkeypatch.setenv("LOGBERT_MODEL_DIR", str(trained_model))
+    monkeypatch.setenv("LOGBERT_PROVIDER", "cpu")
+    worker = load_pipeline(StreamSettings()).detector
+    assert worker.forward.session.get_session_options().get_session_config_entry(SPINNING_ENTRY) == "0"
+    monkeypatch.setenv("LOGBERT_SCORER_SPINNING", "1")
+    assert StreamSettings().scorer_spinning is True
+
+    sleeping = Detector.load(trained_model, provider="cpu", spinning=False)
+    assert sleeping.forward.session.get_session_options().get_session_config_entry(SPINNING_ENTRY) == "0"
+    spinning = Detector.load(trained_model, provider="cpu")
+    with pytest.raises(Exception, match="does not have configuration"):
+        spinning.forward.session.get_session_options().get_session_config_entry(SPINNING_ENTRY)
+    data = read_dataset(generated_hdfs[0], ReadOptions("hdfs"))
+    sequences = key_sequences(data, data.sequences[-100:], sleeping.vocabulary)
+    assert sleeping.score(sequences) == spinning.score(sequences)
