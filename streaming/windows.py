@@ -35,6 +35,12 @@ def _new(part: int, ts: float, through: dict[str, int] | None = None) -> dict:
             "through": dict(through or {})}  # fmt: skip
 
 
+def full_event(event: list) -> list:
+    """[key, ts, watermark, origin, offset, raw line or None, send time in ms]: a keys message of an
+    older worker may lack the last one or two."""
+    return [*event, None, 0][:7] if len(event) == 5 else [*event, 0][:7]
+
+
 def is_ended(value: dict) -> bool:
     """A session that closed, kept as the offsets it took until the record of applied offsets covers them."""
     return bool(value.get("ended"))
@@ -127,14 +133,18 @@ class SessionWindower:
         out: list[ClosedSequence] = []
         current = state.get(session)
         idle_timeout, max_keys = self.idle_timeout, self.max_keys
-        for key, ts, watermark, origin, offset, *rest in events:  # rest: raw line, send time (either may lack)
+        for event in events:
+            if len(event) == 7:  # without a starred unpacking: a list per key was a tenth of this loop
+                key, ts, watermark, origin, offset, raw, sent_ms = event
+            else:
+                key, ts, watermark, origin, offset, raw, sent_ms = full_event(event)
             if current is not None and current["keys"] and watermark - current["end"] >= idle_timeout:
                 through = current.get("through", through)
                 out.append(self._close(session, current, closed=True))
                 current = None
             if current is None:
                 current = _new(0, ts, through)
-            insert_in_time_order(current, key, ts, origin, offset, *rest)
+            insert_in_time_order(current, key, ts, origin, offset, raw, sent_ms)
             if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
                 current["start"] = current["end"] = ts
             elif ts < current["start"]:

@@ -720,6 +720,17 @@ def test_what_a_key_adds_to_its_session_is_small_and_state_from_before_still_tak
         assert len(sessions["s"]["times"]) == len(sessions["s"]["ties"]) == 4
 
 
+def test_key_events_of_an_older_worker_without_raw_line_or_send_time_join_as_with_their_defaults():
+    short = {}
+    SessionWindower(60, 100).add_all(short, "s", [[1, 5.0, 5.0, "raw/0", 3], [2, 5.0, 5.0, "raw/0", 2, "a line"],
+                                                  [0, 4.0, 5.0, "raw/1", 9, None, 7]])  # fmt: skip
+    full = {}
+    SessionWindower(60, 100).add_all(full, "s", [[1, 5.0, 5.0, "raw/0", 3, None, 0], [2, 5.0, 5.0, "raw/0", 2, "a line", 0],
+                                                 [0, 4.0, 5.0, "raw/1", 9, None, 7]])  # fmt: skip
+    assert short == full
+    assert full["s"]["keys"] == [0, 2, 1] and full["s"]["unseen"] == {"1": "a line"}
+
+
 def test_keys_and_sequences_messages_stay_bounded_whatever_the_shippers_batch():
     from streaming.messages import bounded_runs
     from streaming.stages import RawMessage
