@@ -245,6 +245,11 @@ def _missed_keys(position: np.ndarray, truth: np.ndarray, probability: np.ndarra
     ]
 
 
+def _run_starts(ordered: np.ndarray) -> np.ndarray:
+    """Per element of a sorted array: True where a run of equal values begins."""
+    return np.concatenate(([True], ordered[1:] != ordered[:-1]))
+
+
 def _flagged(totals: _Totals, settings: DetectionSettings) -> np.ndarray:
     ratio = np.divide(totals.misses, totals.masked, out=np.zeros(totals.n), where=totals.masked > 0)
     flagged = (totals.unseen > 0) | (ratio > settings.miss_ratio_threshold)
@@ -261,8 +266,7 @@ def _explanations(totals: _Totals, flagged: np.ndarray, settings: DetectionSetti
     keep = flagged[owner]
     owner, position, truth, probability, top = owner[keep], position[keep], truth[keep], probability[keep], top[keep]
     order = np.lexsort((position, owner))
-    ordered_owner = owner[order]
-    first = np.concatenate(([True], ordered_owner[1:] != ordered_owner[:-1]))
+    first = _run_starts(owner[order])
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
     chosen = order[np.arange(len(order)) - group_start < settings.explain_limit]
     out: dict[int, list[MissedKey]] = {}
@@ -311,8 +315,7 @@ def _accumulate(rows: _Rows, batch: np.ndarray, original: np.ndarray, asked: np.
         totals.miss_parts.append((owners[miss], sequence_positions[miss], truth[miss], probability[miss], top_g(miss)))
     # per sequence, the position this batch found least likely (stable: the first on ties)
     order = np.lexsort((np.arange(len(surprise)), -surprise, owners))
-    owners_sorted = owners[order]
-    firsts = order[np.concatenate(([True], owners_sorted[1:] != owners_sorted[:-1]))]
+    firsts = order[_run_starts(owners[order])]
     better = firsts[surprise[firsts] > totals.most_surprise[owners[firsts]]]
     if len(better):
         who = owners[better]

@@ -19,7 +19,7 @@ from sequences.windows import window_id, window_starts
 from streaming.key_translation import KeyTranslator
 from streaming.line_reader import GLOBAL_SOURCE, LineReader, MessageRead
 from streaming.messages import Rejected
-from streaming.windows import ClosedSequence, SessionWindower, insert_in_time_order, is_ended
+from streaming.windows import ClosedSequence, SessionWindower, full_event, insert_in_time_order, is_ended
 
 
 @dataclass
@@ -419,7 +419,8 @@ class TimeWindowStage(WindowStage):
         value["vocab"] = self.vocabulary
         windows = value["windows"]
         taken = value.setdefault("through", {})
-        for key, ts, watermark, origin, offset, *rest in events:
+        for event in events:
+            key, ts, watermark, origin, offset, raw, sent_ms = event if len(event) == 7 else full_event(event)
             self.watermark[partition] = max(self.watermark.get(partition, -math.inf), watermark)
             taken[origin] = max(taken.get(origin, -1), offset)
             starts = [
@@ -428,7 +429,7 @@ class TimeWindowStage(WindowStage):
             self.late += not starts
             for k in starts:
                 window = windows.setdefault(str(k), {"keys": [], "origins": {}, "unseen": {}})
-                insert_in_time_order(window, key, ts, origin, offset, *rest)
+                insert_in_time_order(window, key, ts, origin, offset, raw, sent_ms)
                 span = window["origins"].setdefault(origin, [offset, offset])
                 span[0], span[1] = min(span[0], offset), max(span[1], offset)
         closed = self._close(source, value, self.watermark[partition], everything=False)

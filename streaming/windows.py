@@ -133,11 +133,8 @@ class SessionWindower:
         out: list[ClosedSequence] = []
         current = state.get(session)
         idle_timeout, max_keys = self.idle_timeout, self.max_keys
-        for event in events:
-            if len(event) == 7:  # without a starred unpacking: a list per key was a tenth of this loop
-                key, ts, watermark, origin, offset, raw, sent_ms = event
-            else:
-                key, ts, watermark, origin, offset, raw, sent_ms = full_event(event)
+        for event in events:  # not a starred unpacking: a list per key was a tenth of this loop
+            key, ts, watermark, origin, offset, raw, sent_ms = event if len(event) == 7 else full_event(event)
             if current is not None and current["keys"] and watermark - current["end"] >= idle_timeout:
                 through = current.get("through", through)
                 out.append(self._close(session, current, closed=True))
