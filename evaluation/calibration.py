@@ -8,9 +8,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+# Raises a surprise threshold above the validation score it sits on. Surprise is float arithmetic:
+# the same sequence scored by another backend (CUDA, torch, another CPU) differs by about 1e-6,
+# and sessions repeat, so a threshold exactly at a common sequence's score would decide it by noise.
+SURPRISE_MARGIN = 1e-3
 
-def threshold_at_fpr(normal_scores: Sequence[float], fpr: float) -> float:
-    """The smallest t such that at most floor(fpr * n) of the normal scores are > t.
+
+def threshold_at_fpr(normal_scores: Sequence[float], fpr: float, margin: float = 0.0) -> float:
+    """The smallest t such that at most floor(fpr * n) of the normal scores are > t, then raised
+    by `margin`, but at most half way to the next larger score, so it flags no more of them.
 
     Rules use 'score > t', so ties at t are never flagged."""
     if not 0 <= fpr < 1:
@@ -19,7 +25,11 @@ def threshold_at_fpr(normal_scores: Sequence[float], fpr: float) -> float:
     if len(values) == 0:
         return 0.0
     allowed = int(math.floor(fpr * len(values)))
-    return float(values[min(allowed, len(values) - 1)])
+    threshold = float(values[min(allowed, len(values) - 1)])
+    if margin > 0:
+        larger = values[values > threshold]
+        threshold += min(margin, (float(larger.min()) - threshold) / 2) if len(larger) else margin
+    return threshold
 
 
 def false_positive_rate(normal_scores: Sequence[float], threshold: float) -> float:
@@ -68,7 +78,8 @@ def choose_thresholds(scores: ValidationScores, target_fpr: float, surprise_rule
     flagged_by_r = [ratio > r for ratio in ratios]
     budget = max(0.0, target_fpr - sum(flagged_by_r) / max(len(seen), 1))
     rest = [scores.max_surprise[i] for i, flagged in zip(seen, flagged_by_r) if not flagged]
-    surprise = threshold_at_fpr(rest, budget * len(seen) / len(rest)) if surprise_rule and rest else None
+    surprise = (threshold_at_fpr(rest, budget * len(seen) / len(rest), SURPRISE_MARGIN)
+                if surprise_rule and rest else None)  # fmt: skip
     flagged = sum(flagged_by_r) + (sum(s > surprise for s in rest) if surprise is not None else 0)
     flagged += len(scores.unseen) - len(seen)
     return {

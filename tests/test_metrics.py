@@ -3,7 +3,7 @@ import math
 import pytest
 
 from evaluation.baselines import key_sets, unseen_set_rule, unseen_template_rule
-from evaluation.calibration import false_positive_rate, threshold_at_fpr
+from evaluation.calibration import SURPRISE_MARGIN, false_positive_rate, threshold_at_fpr
 from evaluation.metrics import best_f1_over_thresholds, classification_report, threshold_sweep
 from evaluation.split import parse_range, select, train_validation
 from models.vocab import END_KEY, UNSEEN_KEY
@@ -45,6 +45,14 @@ def test_threshold_at_fpr_allows_at_most_the_budget():
         threshold_at_fpr(normal, 1.5)
 
 
+def test_a_threshold_with_a_margin_ignores_float_noise_and_flags_no_more_normal_scores():
+    normal = [0.0] * 90 + [0.1] * 5 + [0.1005] * 4 + [0.9]
+    t = threshold_at_fpr(normal, 0.05, margin=1e-3)
+    assert t == pytest.approx(0.10025)  # half way to the next larger score, which stays flagged
+    assert false_positive_rate(normal, t) == 0.05 and false_positive_rate([0.1 + 3e-7], t) == 0
+    assert threshold_at_fpr(normal, 0.0, margin=1e-3) == pytest.approx(0.901)  # nothing larger: the full margin
+
+
 def test_baseline_rules():
     train = [[0, 1, 2, END_KEY], [0, 2, END_KEY]]
     test = [[0, 1, 2, 2, END_KEY], [0, 1, END_KEY], [0, UNSEEN_KEY, END_KEY]]
@@ -75,6 +83,7 @@ def test_choose_thresholds_spends_the_budget_in_order():
     )
     chosen = choose_thresholds(scores, target_fpr=0.02, surprise_rule=True)
     assert chosen["miss_ratio_threshold"] == 0.0  # one sequence (0.5%) misses: within budget
+    assert chosen["surprise_threshold"] == pytest.approx(195.0 + SURPRISE_MARGIN)  # the rest of the budget: 2 of 198
     assert chosen["validation_fpr"] <= 0.02 + 1 / n  # plus the one with an unseen template
     off = choose_thresholds(scores, target_fpr=0.02, surprise_rule=False)
     assert off["surprise_threshold"] is None
