@@ -96,17 +96,34 @@ def rate(score, sequences, seconds: float) -> tuple[float, list]:
             return runs * len(sequences) / elapsed, scores
 
 
-def replaying(detector, sequences: list[list[int]]) -> Callable:
+class Forward:
+    """A forward function made of a logits function and, when the model ranks, a ranking one
+    (models.detection.RanksFn)."""
+
+    def __init__(self, logits: Callable, ranks: Callable | None) -> None:
+        self.logits, self.ranks = logits, ranks
+
+    def __call__(self, tokens: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.logits(tokens, positions)
+
+
+def replaying(detector, sequences: list[list[int]]) -> Forward:
     """A forward function that gives the outputs the detector's model gave when scoring `sequences`, in turn."""
-    outputs: list = []
+    model, outputs = detector.forward, []
 
-    def recording(tokens: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outputs.append(detector.forward(tokens, positions))
-        return outputs[-1]
+    def recording(run: Callable) -> Callable:
+        def recorded(*inputs):
+            outputs.append(run(*inputs))
+            return outputs[-1]
 
-    score_sequences(sequences, recording, detector.centre, detector.settings)
+        return recorded
+
+    ranks = getattr(model, "ranks", None)
+    score_sequences(sequences, Forward(recording(model), ranks and recording(ranks)), detector.centre,
+                    detector.settings)  # fmt: skip
     turn = itertools.cycle(outputs)
-    return lambda tokens, positions: next(turn)
+    again = lambda *inputs: next(turn)  # noqa: E731
+    return Forward(again, again if ranks else None)
 
 
 def serving_side(model_dir: Path, cells_file: Path, seconds: float) -> None:

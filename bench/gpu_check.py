@@ -1,15 +1,16 @@
 """On a machine with an NVIDIA GPU: is the CUDA execution provider really in use, do its decisions
-equal the CPU's, and how many sequences/s does it score (fp32 and fp16, with I/O binding)?
+equal the CPU's, and how many sequences/s does it score (fp32, TF32 and fp16, with I/O binding)?
 
     bench/gpu_check.sh [MODEL_DIR]        # builds what it needs, then runs this
     python bench/gpu_check.py --model DIR [--batches 64,512,4096] [--seconds 2]
     python bench/gpu_check.py --model DIR --device cpu --sequences 64 --batches 8 --seconds 0.1
                                           # the same steps on the CPU: a check of this script, no GPU figures
 
-Sequences are HDFS-length blocks of the model's own kind (generated with loggen, seeded). Two
-figures per batch size: the model alone through I/O binding (inputs and outputs stay on the GPU),
-as HDFS-length sequences/s (rows/s divided by the rows a sequence needs), and the whole scorer a
-worker runs (Detector.score: rows built and the rule applied in numpy on the CPU)."""
+Sequences are HDFS-length blocks of the model's own kind (generated with loggen, seeded). Figures
+per batch size: the model alone through I/O binding (inputs and outputs stay on the GPU), as
+HDFS-length sequences/s (rows/s divided by the rows a sequence needs), and the whole scorer a
+worker runs (Detector.score: rows built on the CPU, the rule's arithmetic in the graph, its counts
+in numpy), with the model run on `--batch-rows` rows at a time (512 is what a worker uses)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.detection import model_input  # noqa: E402
 from models.detector import Detector  # noqa: E402
+from models.scorer import OnnxScorer  # noqa: E402
 
 
 def hdfs_sequences(detector: Detector, count: int) -> list[list[int]]:
@@ -50,10 +53,11 @@ def fp16_model(model_path: Path, out: Path) -> Path:
     return out
 
 
-def bound_rate(session, inputs: tuple[np.ndarray, ...], seconds: float, device: str = "cuda") -> float:
+def bound_rate(session, tokens: np.ndarray, positions: np.ndarray, seconds: float, device: str = "cuda") -> float:
     """Rows/s through I/O binding: the inputs copied to the device once, outputs left there."""
     import onnxruntime as ort
 
+    inputs = (tokens, positions, np.zeros_like(positions), np.array([6], dtype=np.int64))  # truth, top_g: any
     binding = session.io_binding()
     for spec, value in zip(session.get_inputs(), inputs):
         binding.bind_ortvalue_input(spec.name, ort.OrtValue.ortvalue_from_numpy(value, device, 0))
@@ -65,7 +69,7 @@ def bound_rate(session, inputs: tuple[np.ndarray, ...], seconds: float, device: 
         session.run_with_iobinding(binding)
         runs += 1
     binding.synchronize_outputs()
-    return runs * len(inputs[0]) / (time.perf_counter() - started)
+    return runs * len(tokens) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -74,6 +78,7 @@ def main() -> None:
     parser.add_argument("--batches", default="64,512,4096", help="sequences per batch")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--sequences", type=int, default=4096, help="HDFS-length sequences for the decisions")
+    parser.add_argument("--batch-rows", default="512,4096", help="model rows per run for the scorer figures")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                         help="cpu: the same steps on the CPU, to check this script where there is no GPU")  # fmt: skip
     args = parser.parse_args()
@@ -88,6 +93,9 @@ def main() -> None:
         raise SystemExit(f"gpu_check: {error}") from None
     cpu = Detector.load(args.model, "cpu")
     print(f"provider in use: {gpu.forward.session.get_providers()[0]} (CPU reference: {cpu.provider})")
+    cuda_options = gpu.forward.session.get_provider_options().get("CUDAExecutionProvider")
+    if cuda_options is not None:
+        print(f"CUDA provider: use_tf32={cuda_options.get('use_tf32')} (0: full fp32 MatMuls, as on the CPU)")
     sequences = hdfs_sequences(cpu, args.sequences)
     on_gpu, on_cpu = gpu.score(sequences), cpu.score(sequences)
     differ = sum(gpu.is_anomalous(a) != cpu.is_anomalous(b) for a, b in zip(on_gpu, on_cpu))
@@ -96,30 +104,43 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {"fp32": gpu.forward.session}
         provider = "CUDAExecutionProvider" if args.device == "cuda" else "CPUExecutionProvider"
-        half = ort.InferenceSession(str(fp16_model(args.model / "model.onnx", Path(tmp) / "fp16.onnx")),
-                                    providers=[provider])  # fmt: skip
-        sessions["fp16"] = half
-        names = [i.name for i in half.get_inputs()]
-        half_forward = lambda *inputs: tuple(half.run(None, dict(zip(names, inputs))))  # noqa: E731
-        half_detector = Detector(gpu.config, gpu.vocabulary, half_forward, args.device)
+        half = OnnxScorer(fp16_model(args.model / "model.onnx", Path(tmp) / "fp16.onnx"), args.device)
+        if half.provider != provider:
+            raise SystemExit(f"gpu_check: the fp16 model runs on {half.provider}, not {provider}")
+        sessions["fp16"] = half.session
+        half_detector = Detector(gpu.config, gpu.vocabulary, half, half.provider)
         half_differ = sum(half_detector.is_anomalous(a) != cpu.is_anomalous(b)
                           for a, b in zip(half_detector.score(sequences), on_cpu))  # fmt: skip
         print(f"fp16: {half_differ} decisions differ from CPU fp32")
-        print(f"{'batch':>6} {'rows':>6} {'fp32 model seq/s':>17} {'fp16 model seq/s':>17} {'scorer seq/s':>13}")
+        tf32 = OnnxScorer(args.model / "model.onnx", args.device, tf32=True)  # ONNX Runtime's own default
+        sessions["tf32"] = tf32.session
+        tf32_detector = Detector(gpu.config, gpu.vocabulary, tf32, tf32.provider)
+        tf32_differ = sum(tf32_detector.is_anomalous(a) != cpu.is_anomalous(b)
+                          for a, b in zip(tf32_detector.score(sequences), on_cpu))  # fmt: skip
+        print(f"tf32: {tf32_differ} decisions differ from CPU fp32")
+        row_counts = [int(r) for r in args.batch_rows.split(",")]
+        scorer_heads = "".join(f" {f'scorer seq/s ({r} rows)':>23}" for r in row_counts)
+        print(f"{'batch':>6} {'rows':>6} {'fp32 model seq/s':>17} {'tf32 model seq/s':>17} {'fp16 model seq/s':>17}"
+              f"{scorer_heads}")  # fmt: skip
         for batch in map(int, args.batches.split(",")):
             chosen = [sequences[i % len(sequences)] for i in range(batch)]
             tokens, positions = model_input(chosen, gpu.settings)
             per_sequence = len(tokens) / batch
-            model_rates = {k: bound_rate(s, (tokens, positions), args.seconds, args.device) / per_sequence
+            model_rates = {k: bound_rate(s, tokens, positions, args.seconds, args.device) / per_sequence
                            for k, s in sessions.items()}  # fmt: skip
-            runs, started = 0, time.perf_counter()
-            while time.perf_counter() - started < args.seconds:
-                gpu.score(chosen)
-                runs += 1
-            scorer = runs * batch / (time.perf_counter() - started)
+            scorer_rates = ""
+            for rows in row_counts:
+                detector = Detector(gpu.config, gpu.vocabulary, gpu.forward, gpu.provider)
+                detector.settings = replace(gpu.settings, batch_rows=rows)
+                runs, started = 0, time.perf_counter()
+                while time.perf_counter() - started < args.seconds:
+                    detector.score(chosen)
+                    runs += 1
+                scorer_rates += f" {runs * batch / (time.perf_counter() - started):>23.0f}"
             distinct = len({tuple(s) for s in chosen})
-            print(f"{batch:>6} {len(tokens):>6} {model_rates['fp32']:>17.0f} {model_rates['fp16']:>17.0f} "
-                  f"{scorer:>13.0f} ({distinct} distinct)", flush=True)  # fmt: skip
+            print(f"{batch:>6} {len(tokens):>6} {model_rates['fp32']:>17.0f} {model_rates['tf32']:>17.0f} "
+                  f"{model_rates['fp16']:>17.0f}"
+                  f"{scorer_rates} ({distinct} distinct)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ from models.vocab import DIST, MASK, OPEN, PAD, UNK, UNPREDICTABLE, UNSEEN_KEY, 
 # tokens (batch, length) int64, positions (batch, queries) int64
 #   -> logits at those positions (batch, queries, vocab) float32, DIST vectors (batch, d) float32
 ForwardFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# A forward function may also rank, as the serving graph does: with an attribute `ranks`,
+# (tokens, positions, truth (batch, queries) int64, top_g) -> per asked position the surprise of
+# the true token (batch, queries), its rank (batch, queries), the top-g tokens (batch, queries, g);
+# and the DIST vectors. The rule then reads those instead of the logits (_rank_logits's results).
+RanksFn = Callable[[np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -43,7 +48,7 @@ class SequenceScore:
     mean_surprise: float
     distance: float  # mean over chunks of ||DIST - c||
     missed: list[MissedKey] = field(default_factory=list)  # the first explain_limit, for flagged sequences
-    most_surprising: MissedKey | None = None  # the least likely actual key, miss or not
+    most_surprising: MissedKey | None = None  # the least likely actual key, miss or not (flagged sequences)
 
     @property
     def miss_ratio(self) -> float:
@@ -97,34 +102,26 @@ class _Rows:
 
 
 def _plan_rows(sequences: list[list[int]], settings: DetectionSettings) -> _Rows:
-    """The rows of all sequences: chunks listed in Python (cheap for the few a batch has), tokens
-    converted and checked for all sequences at once."""
+    """The rows of all sequences, planned for all of them at once."""
     per_chunk = settings.keys_per_chunk
-    owner, offset, start, size = [], [], [], []
-    first = 0
-    for index, keys in enumerate(sequences):
-        for at in range(0, len(keys), per_chunk) if keys else (0,):  # an empty sequence is one empty chunk
-            owner.append(index)
-            offset.append(at)
-            start.append(first + at)
-            size.append(min(per_chunk, len(keys) - at))
-        first += len(keys)
-    keys = np.fromiter(chain.from_iterable(sequences), dtype=np.int64, count=first)
+    sizes = np.fromiter(map(len, sequences), np.int64, len(sequences))
+    total = int(sizes.sum())
+    keys = np.fromiter(chain.from_iterable(sequences), dtype=np.int64, count=total)
     tokens = keys_to_tokens(keys)
-    owner_arr, start_arr, size_arr = (np.array(v, dtype=np.int64) for v in (owner, start, size))
-    markers = np.repeat(owner_arr, size_arr)[keys < UNSEEN_KEY]  # END and OPEN are no log keys
-    lengths = np.fromiter(map(len, sequences), np.int64, len(sequences)) - np.bincount(
-        markers, minlength=len(sequences)
-    )
-    last = tokens[np.maximum(start_arr + size_arr - 1, 0)] if first else np.zeros(len(owner), dtype=np.int64)
-    maskable = size_arr - ((size_arr > 0) & (last == OPEN))  # OPEN is context only
+    chunks = np.maximum(1, -(-sizes // per_chunk))  # an empty sequence is one empty chunk
+    owner = np.repeat(np.arange(len(sequences)), chunks)
+    offset = (np.arange(len(owner)) - (np.cumsum(chunks) - chunks)[owner]) * per_chunk
+    start = (np.cumsum(sizes) - sizes)[owner] + offset
+    size = np.minimum(per_chunk, sizes[owner] - offset)
+    markers = np.repeat(owner, size)[keys < UNSEEN_KEY]  # END and OPEN are no log keys
+    lengths = sizes - np.bincount(markers, minlength=len(sequences))
+    last = tokens[np.maximum(start + size - 1, 0)] if total else np.zeros(len(owner), dtype=np.int64)
+    maskable = size - ((size > 0) & (last == OPEN))  # OPEN is context only
     patterns_per_chunk = np.minimum(maskable, settings.mask_stride) + 1
     chunk = np.repeat(np.arange(len(owner)), patterns_per_chunk)
     starts = np.cumsum(patterns_per_chunk) - patterns_per_chunk
     pattern = np.arange(len(chunk)) - np.repeat(starts, patterns_per_chunk) - 1
-    return _Rows(
-        tokens, start_arr, size_arr, chunk, pattern, maskable, owner_arr, np.array(offset, dtype=np.int64), lengths
-    )
+    return _Rows(tokens, start, size, chunk, pattern, maskable, owner, offset, lengths)
 
 
 def _batch_tokens(rows: _Rows, batch: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,19 +182,30 @@ def score_sequences(
     explain_all: bool = False,
 ) -> list[SequenceScore]:  # fmt: skip
     """Scores key sequences (key indices, -1 = unseen) with any forward function. Missed positions
-    are listed for the sequences the rule flags (for all with explain_all)."""
+    and the most surprising one are listed for the sequences the rule flags (for all with explain_all)."""
     rows = _plan_rows(sequences, settings)
     totals = _Totals(len(sequences))
     chunks_per_seq = np.bincount(rows.owner, minlength=len(sequences))
+    ranks: RanksFn | None = getattr(forward, "ranks", None)
     for batch in _batches(rows, settings.batch_rows):
         tokens, original, positions = _batch_tokens(rows, batch, settings.mask_stride)
-        logits, dist = forward(tokens, positions)
-        _accumulate(rows, batch, original, positions, logits, dist, centre, settings, totals)
+        row_index, column = np.nonzero(positions)  # the masked positions (never 0, the DIST token)
+        truth = original[row_index, positions[row_index, column]]
+        if ranks is not None:
+            surprise, rank, top, dist = ranks(tokens, positions, np.take_along_axis(original, positions, 1),
+                                              settings.top_g)  # fmt: skip
+            asked = _Asked(surprise[row_index, column].astype(np.float64), rank[row_index, column],
+                           lambda m, top=top, r=row_index, c=column: top[r[m], c[m]])  # fmt: skip
+        else:
+            logits, dist = forward(tokens, positions)
+            asked = _rank_logits(logits[row_index, column], truth, settings.top_g)
+        _accumulate(rows, batch, row_index, positions[row_index, column], truth, asked, dist, centre, settings,
+                    totals)  # fmt: skip
 
     flagged = np.ones(len(sequences), dtype=bool) if explain_all else _flagged(totals, settings)
     missed = _explanations(totals, flagged, settings)
     most: list[MissedKey | None] = [None] * len(sequences)
-    has_most = np.flatnonzero(totals.most_surprise > -np.inf)  # the others had nothing masked
+    has_most = np.flatnonzero(flagged & (totals.most_surprise > -np.inf))  # -inf: nothing was masked
     if len(has_most):
         found = _missed_keys(totals.most_position[has_most], totals.most_truth[has_most],
                              totals.most_probability[has_most], totals.most_top[has_most])  # fmt: skip
@@ -276,29 +284,44 @@ def _explanations(totals: _Totals, flagged: np.ndarray, settings: DetectionSetti
     return out
 
 
-def _accumulate(rows: _Rows, batch: np.ndarray, original: np.ndarray, asked: np.ndarray, logits: np.ndarray,
-                dist: np.ndarray, centre: np.ndarray, settings: DetectionSettings, totals: _Totals) -> None:  # fmt: skip
+@dataclass
+class _Asked:
+    """What the rule reads at each masked position of a batch, from the logits there."""
+
+    surprise: np.ndarray  # -log p(true token) over the predictable tokens; inf when unpredictable (UNK)
+    rank: np.ndarray  # how many predictable tokens score above the true one
+    top: Callable[[np.ndarray], np.ndarray]  # some of these positions -> their top-g tokens, most likely first
+
+
+def _rank_logits(logits: np.ndarray, truth: np.ndarray, top_g: int) -> _Asked:
+    """logits (M, vocab) at M masked positions, truth (M,) their true tokens. The serving graph
+    does the same in ONNX (models/serving_graph.py, _rule_arithmetic)."""
+    selected = logits.astype(np.float64)
+    selected[:, UNPREDICTABLE] = -np.inf  # only END and real log keys can be predicted
+    peak = selected.max(axis=1)  # log-sum-exp shifted by the row's largest logit (one exp per logit)
+    log_norm = peak + np.log(np.exp(selected - peak[:, None]).sum(axis=1))
+    true_logit = selected[np.arange(len(truth)), truth]
+    rank = (selected > true_logit[:, None]).sum(axis=1)
+    return _Asked(log_norm - true_logit, rank,
+                  lambda m: np.argsort(-selected[m], axis=1, kind="stable")[:, :top_g])  # fmt: skip
+
+
+def _accumulate(rows: _Rows, batch: np.ndarray, row_index: np.ndarray, positions: np.ndarray, truth: np.ndarray,
+                asked: _Asked, dist: np.ndarray, centre: np.ndarray, settings: DetectionSettings,
+                totals: _Totals) -> None:  # fmt: skip
+    """row_index, positions, truth: per masked position of the batch, its row, position and true token."""
     chunk = rows.chunk[batch]
     unmasked = rows.pattern[batch] < 0
     away = dist[unmasked] - centre
     distance = np.sqrt(np.add.reduce(away * away, axis=1))  # np.linalg.norm's own sum, without its checks
     np.add.at(totals.distance_sum, rows.owner[chunk[unmasked]], distance)
-    row_index, column = np.nonzero(asked)  # the masked positions (never 0, the DIST token)
     if not len(row_index):
         return
-    positions = asked[row_index, column]
     owners = rows.owner[chunk[row_index]]
-    truth = original[row_index, positions]
     sequence_positions = rows.offset[chunk[row_index]] + positions - 1
-    selected = logits[row_index, column].astype(np.float64)  # (M, vocab)
-    selected[:, UNPREDICTABLE] = -np.inf  # only END and real log keys can be predicted
-    peak = selected.max(axis=1)  # log-sum-exp shifted by the row's largest logit (one exp per logit)
-    log_norm = peak + np.log(np.exp(selected - peak[:, None]).sum(axis=1))
     is_unseen = truth == UNK
-    true_logit = selected[np.arange(len(truth)), np.where(is_unseen, 0, truth)]
-    surprise = np.where(is_unseen, np.inf, log_norm - true_logit)
-    rank = (selected > true_logit[:, None]).sum(axis=1)
-    is_miss = is_unseen | (rank >= settings.top_g)
+    surprise = np.where(is_unseen, np.inf, asked.surprise)
+    is_miss = is_unseen | (asked.rank >= settings.top_g)
     probability = np.where(is_unseen, 0.0, np.exp(-surprise))
 
     np.add.at(totals.masked, owners, 1)
@@ -307,22 +330,21 @@ def _accumulate(rows: _Rows, batch: np.ndarray, original: np.ndarray, asked: np.
     np.add.at(totals.surprise_sum, owners, np.where(is_unseen, 0.0, surprise))
     np.maximum.at(totals.surprise_max, owners, surprise)
 
-    def top_g(m: np.ndarray) -> np.ndarray:
-        return np.argsort(-selected[m], axis=1, kind="stable")[:, : settings.top_g]
-
     miss = np.flatnonzero(is_miss)
     if len(miss):
-        totals.miss_parts.append((owners[miss], sequence_positions[miss], truth[miss], probability[miss], top_g(miss)))
+        totals.miss_parts.append((owners[miss], sequence_positions[miss], truth[miss], probability[miss],
+                                  asked.top(miss)))  # fmt: skip
     # per sequence, the position this batch found least likely (stable: the first on ties)
     order = np.lexsort((np.arange(len(surprise)), -surprise, owners))
     firsts = order[_run_starts(owners[order])]
     better = firsts[surprise[firsts] > totals.most_surprise[owners[firsts]]]
     if len(better):
         who = owners[better]
+        top = asked.top(better)
         if totals.most_top is None:
-            totals.most_top = np.zeros((totals.n, min(settings.top_g, selected.shape[1])), dtype=np.int64)
+            totals.most_top = np.zeros((totals.n, top.shape[1]), dtype=np.int64)
         totals.most_surprise[who] = surprise[better]
         totals.most_position[who] = sequence_positions[better]
         totals.most_truth[who] = truth[better]
         totals.most_probability[who] = probability[better]
-        totals.most_top[who] = top_g(better)
+        totals.most_top[who] = top

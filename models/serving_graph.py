@@ -4,12 +4,23 @@ Same arithmetic as `LogBERT.forward`, arranged for scoring:
 - attention runs as ONNX Runtime's fused `Attention` kernel (com.microsoft, CPU and CUDA);
 - the last block runs only at position 0 (DIST) and the positions the caller asks for: the
   detection rule reads logits at masked positions only, so the last block's queries, projection,
-  MLP and head skip every other position (its keys and values still cover them all).
+  MLP and head skip every other position (its keys and values still cover them all);
+- the rule's arithmetic on those logits runs in the graph too (models/detection.py does the same
+  in numpy for any other forward function): per asked position the surprise of the true token,
+  its rank and the top-g tokens, so what leaves the graph (a GPU's) is a few numbers a position
+  instead of a row of logits, and the CPU is left with counting.
 
 Inputs:  tokens (batch, length) int64, right-padded with PAD;
-         positions (batch, queries) int64, the positions whose logits are wanted.
+         positions (batch, queries) int64, the positions whose logits are wanted;
+         truth (batch, queries) int64, the true token at each of them (any token where unused);
+         top_g (1,) int64, how many of the most likely tokens to list (at most the vocabulary).
 Outputs: logits (batch, queries, vocab) float32 at those positions;
-         dist (batch, d_model) float32, the final DIST vector (position 0).
+         dist (batch, d_model) float32, the final DIST vector (position 0);
+         surprise (batch, queries) float32, -log p(true token) over the predictable tokens
+           (END and log keys), inf for an unpredictable one such as UNK;
+         rank (batch, queries) int64, how many predictable tokens score above the true one;
+         top (batch, queries, top_g) int64, the most likely predictable tokens, most likely first
+           (the lower token first on ties, as a stable sort gives).
 """
 
 from __future__ import annotations
@@ -18,12 +29,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from models.vocab import PAD
+from models.vocab import PAD, UNPREDICTABLE
 
 OPSET = 17
 IR_VERSION = 8  # readable by every onnxruntime that runs opset 17
-INPUT_NAMES = ("tokens", "positions")
-OUTPUT_NAMES = ("logits", "dist")
+INPUT_NAMES = ("tokens", "positions", "truth", "top_g")
+OUTPUT_NAMES = ("logits", "dist", "surprise", "rank", "top")
 
 
 class _GraphWriter:
@@ -62,7 +73,7 @@ def serving_graph(weights: dict[str, np.ndarray], n_layer: int, n_head: int, d_m
                   eps: float = 1e-5) -> onnx.ModelProto:  # fmt: skip
     """weights: a LogBERT state dict as numpy arrays (eval mode: dropout is left out)."""
     g = _GraphWriter(weights)
-    tokens, positions = INPUT_NAMES
+    tokens, positions, truth, top_g = INPUT_NAMES
     one_d = lambda *v: g.constant(f"const_{'_'.join(map(str, v))}", np.array(v, dtype=np.int64))  # noqa: E731
 
     shape = g.op("Shape", tokens)
@@ -110,15 +121,21 @@ def serving_graph(weights: dict[str, np.ndarray], n_layer: int, n_head: int, d_m
     final = g.layer_norm(x, "ln_final", eps)
     head = g.linear(g.op("Slice", final, one_d(1), one_d(2**62), one_d(1)), "mlkp_head")
     dist = g.op("Squeeze", g.op("Slice", final, one_d(0), one_d(1), one_d(1)), one_d(1))
-    g.nodes.append(helper.make_node("Identity", [head], [OUTPUT_NAMES[0]]))
-    g.nodes.append(helper.make_node("Identity", [dist], [OUTPUT_NAMES[1]]))
+    surprise, rank, top = _rule_arithmetic(g, head, truth, top_g, vocab_size)
+    for value, name in zip((head, dist, surprise, rank, top), OUTPUT_NAMES):
+        g.nodes.append(helper.make_node("Identity", [value], [name]))
 
     graph = helper.make_graph(
         g.nodes, "logbert_serving",
         [helper.make_tensor_value_info(tokens, TensorProto.INT64, ["batch", "length"]),
-         helper.make_tensor_value_info(positions, TensorProto.INT64, ["batch", "queries"])],
+         helper.make_tensor_value_info(positions, TensorProto.INT64, ["batch", "queries"]),
+         helper.make_tensor_value_info(truth, TensorProto.INT64, ["batch", "queries"]),
+         helper.make_tensor_value_info(top_g, TensorProto.INT64, [1])],
         [helper.make_tensor_value_info(OUTPUT_NAMES[0], TensorProto.FLOAT, ["batch", "queries", vocab_size]),
-         helper.make_tensor_value_info(OUTPUT_NAMES[1], TensorProto.FLOAT, ["batch", d_model])],
+         helper.make_tensor_value_info(OUTPUT_NAMES[1], TensorProto.FLOAT, ["batch", d_model]),
+         helper.make_tensor_value_info(OUTPUT_NAMES[2], TensorProto.FLOAT, ["batch", "queries"]),
+         helper.make_tensor_value_info(OUTPUT_NAMES[3], TensorProto.INT64, ["batch", "queries"]),
+         helper.make_tensor_value_info(OUTPUT_NAMES[4], TensorProto.INT64, ["batch", "queries", "top_g"])],
         list(g.initializers.values()),
     )  # fmt: skip
     model = helper.make_model(
@@ -127,3 +144,19 @@ def serving_graph(weights: dict[str, np.ndarray], n_layer: int, n_head: int, d_m
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def _rule_arithmetic(g: _GraphWriter, logits: str, truth: str, top_g: str, vocab_size: int) -> tuple[str, str, str]:
+    """models.detection's per-position arithmetic (`_rank_logits`), on the logits at the asked positions."""
+    last = g.constant("last_axis", np.array([-1], dtype=np.int64))
+    never = np.zeros(vocab_size, dtype=np.float32)
+    never[list(UNPREDICTABLE)] = -np.inf  # only END and log keys can be predicted
+    selected = g.op("Add", logits, g.constant("unpredictable", never))
+    peak = g.op("ReduceMax", selected, axes=[-1], keepdims=1)  # log-sum-exp shifted by the largest logit
+    log_norm = g.op("Add", peak, g.op("Log", g.op("ReduceSum", g.op("Exp", g.op("Sub", selected, peak)), last)))
+    true_logit = g.op("GatherElements", selected, g.op("Unsqueeze", truth, last), axis=-1)
+    surprise = g.op("Squeeze", g.op("Sub", log_norm, true_logit), last)
+    above = g.op("Cast", g.op("Greater", selected, true_logit), to=TensorProto.FLOAT)  # float sums: CUDA has them all
+    rank = g.op("Cast", g.op("ReduceSum", above, last, keepdims=0), to=TensorProto.INT64)
+    _, top = g.op("TopK", selected, top_g, outputs=2, axis=-1, largest=1, sorted=1)
+    return surprise, rank, top

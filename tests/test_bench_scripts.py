@@ -21,4 +21,5 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu(trained_model):
     assert "provider in use: CPUExecutionProvider" in out
     assert "decisions on 48 HDFS-length sequences: 0 differ between CPU and CPU" in out
     assert re.search(r"^fp16: \d+ decisions differ from CPU fp32$", out, re.M)
-    assert re.search(r"^\s+8\s+\d+\s+\d+\s+\d+\s+\d+ \(\d+ distinct\)$", out, re.M), out
+    assert re.search(r"^tf32: \d+ decisions differ from CPU fp32$", out, re.M)
+    assert re.search(r"^\s+8\s+\d+(\s+\d+){5} \(\d+ distinct\)$", out, re.M), out  # fp32 tf32 fp16, 2 scorers

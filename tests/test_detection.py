@@ -104,10 +104,13 @@ def test_decision_rule_thresholds():
 
 
 def test_the_least_likely_key_is_kept_for_explanations():
-    s = score_sequences([[0, 0, 1, 0, END_KEY]], always_predicts(0), np.zeros(3), settings(top_g=3))[0]
-    assert s.misses == 0  # everything is inside the top 3 ...
-    assert s.most_surprising.position == 2 and s.most_surprising.actual == 1  # ... but key 1 was least likely
+    rule = settings(top_g=3, surprise_threshold=1.0)
+    s = score_sequences([[0, 0, 1, 0, END_KEY]], always_predicts(0), np.zeros(3), rule)[0]
+    assert s.misses == 0 and is_anomalous(s, rule)  # everything is inside the top 3, but surprising ...
+    assert s.most_surprising.position == 2 and s.most_surprising.actual == 1  # ... and key 1 was least likely
     assert s.most_surprising.expected[0] == 0
+    quiet = score_sequences([[0, 0, 0, OPEN_KEY]], always_predicts(0), np.zeros(3), rule)[0]
+    assert not is_anomalous(quiet, rule) and quiet.most_surprising is None  # explanations only where flagged
 
 
 def test_only_flagged_sequences_carry_explanations():

@@ -131,6 +131,56 @@ def _assert_parity(model: LogBERT, sequences: list[list[int]], path, top_g: int)
     for o, t in zip(onnx_scores, torch_scores):
         assert (o.masked, o.misses) == (t.masked, t.misses)
         assert [m.expected for m in o.missed] == [m.expected for m in t.missed]
+    # what a worker runs: the graph ranks the true tokens itself
+    assert onnx_forward.ranks is not None
+    ranked = score_sequences(sequences, onnx_forward, np.zeros(model.config.d_model), settings, explain_all=True)
+    eager_all = score_sequences(sequences, eager, np.zeros(model.config.d_model), settings, explain_all=True)
+    for o, t in zip(ranked, eager_all):
+        assert (o.length, o.masked, o.misses, o.unseen) == (t.length, t.masked, t.misses, t.unseen)
+        assert [(m.position, m.actual, m.expected) for m in o.missed] == [
+            (m.position, m.actual, m.expected) for m in t.missed
+        ]
+        assert np.allclose([m.probability for m in o.missed], [m.probability for m in t.missed], atol=1e-4)
+        assert o.max_surprise == pytest.approx(t.max_surprise, abs=1e-4)
+        assert o.mean_surprise == pytest.approx(t.mean_surprise, abs=1e-4)
+        assert o.distance == pytest.approx(t.distance, abs=1e-4)
+
+
+def test_the_graph_ranks_true_tokens_as_the_numpy_rule_does():
+    """Ties everywhere (small integer logits), and true tokens that cannot be predicted (PAD, UNK...)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from models.detection import _rank_logits
+    from models.serving_graph import IR_VERSION, OPSET, _GraphWriter, _rule_arithmetic
+
+    vocab, top_g = N_SPECIAL + 9, 4
+    g = _GraphWriter({})
+    outputs = _rule_arithmetic(g, "logits", "truth", "top_g", vocab)
+    g.nodes += [helper.make_node("Identity", [value], [name]) for value, name in zip(outputs, ("s", "r", "t"))]
+    graph = helper.make_graph(
+        g.nodes, "rule",
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, None, vocab]),
+         helper.make_tensor_value_info("truth", TensorProto.INT64, [None, None]),
+         helper.make_tensor_value_info("top_g", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info(name, kind, None)
+         for name, kind in (("s", TensorProto.FLOAT), ("r", TensorProto.INT64), ("t", TensorProto.INT64))],
+        list(g.initializers.values()),
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    logits = rng.integers(-3, 3, (6, 11, vocab)).astype(np.float32)
+    logits[0] = 1.0  # every token alike
+    logits[1] *= 3.7  # not whole numbers
+    truth = rng.integers(0, vocab, (6, 11))
+    surprise, rank, top = session.run(None, {"logits": logits, "truth": truth, "top_g": np.array([top_g])})
+    expected = _rank_logits(logits.reshape(-1, vocab), truth.reshape(-1), top_g)
+    assert np.array_equal(rank.reshape(-1), expected.rank)
+    assert np.array_equal(top.reshape(-1, top_g), expected.top(np.arange(truth.size)))
+    finite = np.isfinite(expected.surprise)
+    assert np.array_equal(np.isfinite(surprise.reshape(-1)), finite) and not finite.all()
+    assert np.allclose(surprise.reshape(-1)[finite], expected.surprise[finite], atol=1e-5)
 
 
 def test_onnx_matches_torch_on_generated_sequences(tmp_path):
