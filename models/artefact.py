@@ -1,7 +1,8 @@
 """The model directory: plain files only (ONNX, JSON), validated before use.
 
 MODEL_DIR/
-  model.onnx       the serving graph (tokens, positions -> logits there, DIST vectors)
+  model.onnx       the serving graph (tokens, positions, truth, top_g -> logits there, DIST vectors,
+                   the true tokens' surprise and rank, the top-g tokens)
   config.json      every setting: model, training, input grouping, detection thresholds, centre
   templates.json   the frozen vocabulary (drain templates or event ids)
   baselines.json   training key sets, for the simple baseline rules
