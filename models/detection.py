@@ -8,6 +8,10 @@ is context only. Every other position is masked exactly once: pattern j of a chu
 unmasked row for the DIST vector. A masked key is a miss when the true key is not among
 the model's top-g predictions; a key unseen in training is always a miss. Sequences longer
 than the model's window are scored in chunks and their counts added up, never truncated.
+
+Numpy only, and deterministic. The per-position arithmetic on the logits (surprise, rank of
+the true key, top-g) is `_rank_logits`; the serving graph does the same itself, and a forward
+function that offers `ranks` (RanksFn) is asked for those instead of the logits.
 """
 
 from __future__ import annotations
