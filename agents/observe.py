@@ -73,10 +73,23 @@ class WorkerObserver:
         """The raw input partitions this worker reads, as "topic/partition" (the sessions' origins)."""
         return [f"{tp.topic}/{tp.partition}" for tp in self._raw_tps(app)]
 
-    def reading(self, app, last_offsets: dict[str, int]) -> tuple[list[str], set[str]]:
-        """This worker's raw partitions, and those with records still unread once the offsets in
+    def raw_inputs(self, app) -> list[str]:
+        """Every partition of the raw input topics, as the consumer's metadata has them (this worker's
+        own when it has none yet): the window waits for each one's reader, whoever that is."""
+        inputs = set(self.raw_partitions(app))
+        for topic in self.settings.input_topics:
+            try:
+                count = app.consumer.topic_partitions(topic)
+            except Exception:  # metadata not fetched yet
+                count = None
+            inputs.update(f"{topic}/{partition}" for partition in range(count or 0))
+        return sorted(inputs)
+
+    def reading(self, app, last_offsets: dict[str, int]) -> tuple[list[str], set[str], list[str]]:
+        """This worker's raw partitions, those with records still unread once the offsets in
         `last_offsets` ({"topic/partition": offset}, about to be parsed) are, as the consumer last
-        heard from the broker. A partition not fetched from yet counts as unread."""
+        heard from the broker (a partition not fetched from yet counts as unread), and every raw
+        partition (`raw_inputs`)."""
         consumer = app.consumer
         self.parsed.update(last_offsets)
         mine, waiting = [], set()
@@ -91,7 +104,7 @@ class WorkerObserver:
                 waiting.add(origin)
         for origin in set(self.parsed) - set(mine):  # revoked: a later owner of it starts from its commit
             del self.parsed[origin]
-        return mine, waiting
+        return mine, waiting, self.raw_inputs(app)
 
     def next_to_parse(self, consumer, tp) -> int:
         """The next offset of tp this worker has yet to parse: one past the last one parsed, or the

@@ -32,8 +32,8 @@ class QuietClock:
 
 
 async def run(stream, pipeline_factory, keys_topic, dlq_topic, clock: QuietClock, reading) -> None:
-    """`reading(last_offsets)`: this worker's raw partitions, and those with records still unread
-    after the batch's last offsets ({"topic/partition": offset})."""
+    """`reading(last_offsets)`: this worker's raw partitions, those with records still unread
+    after the batch's last offsets ({"topic/partition": offset}), and every raw partition."""
     pipeline: Pipeline = pipeline_factory()
     settings = pipeline.settings
     await dlq_topic.maybe_declare()
@@ -72,7 +72,7 @@ async def parse_and_send(
     read: list[MessageRead] | None = None,
 ) -> None:  # fmt: skip
     last_offsets = {f"{m.topic}/{m.partition}": m.offset for m in messages}
-    mine, waiting = reading(last_offsets)
+    mine, waiting, inputs = reading(last_offsets)
     result = pipeline.parse.process(messages, waiting | later, read)
     count(result, len(messages))
     if math.isfinite(result.watermark):
@@ -91,7 +91,7 @@ async def parse_and_send(
     by_partition: dict[int, dict[str, list]] = {p: {} for p in range(pipeline.settings.internal_partitions)}
     for session, session_events in result.events.items():
         by_partition[pipeline.partition_for(session)][session] = session_events
-    reported = {"vocab": pipeline.translator.current, "origins": sorted(mine),
+    reported = {"vocab": pipeline.translator.current, "origins": sorted(mine), "inputs": inputs,
                 "watermark": finite_or_none(result.watermark)}  # fmt: skip
     for partition, sessions in by_partition.items():
         await keys_topic.send(key=str(partition), partition=partition, value={"sessions": sessions, **reported})

@@ -27,8 +27,9 @@ def window_step(
         quiet = set(value["quiet"]) if value.get("quiet") is not None else None
         return window.flush(state, partition, watermark, quiet)
     closed, replayed = window.on_message(
-        state, partition, value["sessions"], value.get("vocab"), value.get("origins"), value.get("watermark"), sent_at
-    )
+        state, partition, value["sessions"], value.get("vocab"), value.get("origins"), value.get("watermark"), sent_at,
+        value.get("inputs"),
+    )  # fmt: skip
     metrics.REPLAYED_EVENTS.inc(replayed)
     watermark = window.watermark.get(partition, -math.inf)
     if math.isfinite(watermark):

@@ -10,7 +10,8 @@ The flow also stops for that seek (`Consumer.perform_seek`), so nothing is hande
 between the seek and Faust emptying their buffers.
 
 The worker's aiokafka consumer is built here too, with the broker's wait for fetch data set from
-LOGBERT_FETCH_MAX_WAIT instead of Faust's fixed 1.5 s (`ConsumerThread._create_worker_consumer`).
+LOGBERT_FETCH_MAX_WAIT instead of Faust's fixed 1.5 s (`ConsumerThread._create_worker_consumer`),
+and topics' partition counts are read from its metadata on every member (`topic_partitions`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             # AIOKafkaConsumer hands this to its fetcher when it starts.
             consumer._fetch_max_wait_ms = int(wait * 1000)
         return consumer
+
+    def topic_partitions(self, topic: str) -> int | None:
+        """The topic's partition count from this member's cluster metadata. Faust reads the group
+        coordinator's snapshot, which only the group's leader fills in: other members got None."""
+        consumer = self._consumer
+        partitions = consumer.partitions_for_topic(topic) if consumer is not None else None
+        return len(partitions) if partitions else None
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return await self.call_thread(self._seek_to_committed_or_beginning)

@@ -170,16 +170,22 @@ class WindowStage:
         self.monotonic = time.monotonic
 
     def others_watermark(
-        self, partition: int, origins: list[str], watermark: float | None, sent_at: float | None = None
-    ) -> float:
+        self, partition: int, origins: list[str], watermark: float | None, sent_at: float | None = None,
+        inputs: list[str] | None = None,
+    ) -> float:  # fmt: skip
         """Records the event time the reader of `origins` reports; returns the lowest one that readers of
-        other raw partitions reported within READER_SILENCE s (inf when there are none).
+        other raw partitions reported within READER_SILENCE s (inf when there are none). `inputs`:
+        every raw partition the sender knows of; one that no reader has reported yet holds event time
+        back as if its reader had reported no time at all, from now until READER_SILENCE passes.
+        Workers start together, and without this the first to report would set event time alone.
 
         Silence is measured in the messages' send times, not in when they are read here: a window
         that lags behind its keys topic reads a run of one reader's messages in less or more time
         than they took to send, and a replay after a crash must decide as the first reading did."""
         now = sent_at if sent_at is not None else self.clock()
         reported = self.reported.setdefault(partition, {})
+        for origin in inputs or ():
+            reported.setdefault(origin, (-math.inf, now))
         for origin in origins:
             reported[origin] = (watermark if watermark is not None else -math.inf, now)
         others = [w for o, (w, when) in reported.items() if o not in origins and now - when < READER_SILENCE]
@@ -211,19 +217,20 @@ class WindowStage:
     def on_message(
         self, state: MutableMapping[str, dict], partition: int, sessions: dict[str, list[list]],
         vocabulary: str | None = None, origins: list[str] | None = None, reader_watermark: float | None = None,
-        sent_at: float | None = None,
+        sent_at: float | None = None, inputs: list[str] | None = None,
     ) -> tuple[list[ClosedSequence], int]:  # fmt: skip
         """Applies one keys-topic message (its keys from `vocabulary`); returns the closed sequences and
         how many events were replays. Each session's value is written back once per message: every
         write is a changelog record. `origins`, `reader_watermark`: the raw partitions the sending
         worker reads, and the event time it has reached; `sent_at`: when that worker sent the message
-        (the Kafka record's timestamp).
+        (the Kafka record's timestamp); `inputs`: every raw partition that worker knows of.
 
         The writes are not atomic: a worker killed between them leaves some in the changelog and
         not others. So each session also remembers the offsets it took ("through"), and a session
         that closes leaves that record behind (ended) until the record of applied offsets, written
         after it, covers it: a replay is then recognised whichever of the writes survived."""
-        others = self.others_watermark(partition, origins, reader_watermark, sent_at) if origins else math.inf
+        others = (self.others_watermark(partition, origins, reader_watermark, sent_at, inputs)
+                  if origins else math.inf)  # fmt: skip
         applied = dict((state.get(self.applied_key(partition)) or {}).get("raw", {}))
         newest = dict(applied)
         closed: list[ClosedSequence] = []

@@ -56,3 +56,19 @@ def test_the_seek_cuts_a_fetched_batch_and_nothing_is_handed_on_until_the_flow_r
     consumer.resume_flow()  # Faust, once the buffers are emptied
     assert consumer.flow_active and not consumer.suspend_flow.is_set()
     assert asyncio.run(read_a_batch(seek_after=None)) == ["record 10", "record 11", "record 12"]
+
+
+def test_every_member_knows_the_raw_topics_partition_count(monkeypatch):
+    """Faust asks the group coordinator's metadata snapshot, which only the group's leader fills in;
+    the window needs every member to know all raw partitions, so it reads the cluster metadata."""
+
+    async def seek(self) -> None:
+        return None
+
+    consumer = new_consumer(monkeypatch, seek)
+    thread = consumer._thread
+    assert consumer.topic_partitions("logs-raw") is None  # not started: no metadata
+    known = {"logs-raw": {0, 1, 2}}
+    thread._consumer = type("AIOKafkaConsumer", (), {"partitions_for_topic": lambda self, topic: known.get(topic)})()
+    assert consumer.topic_partitions("logs-raw") == 3
+    assert consumer.topic_partitions("elsewhere") is None

@@ -147,8 +147,19 @@ def test_records_read_ahead_into_the_stream_buffer_still_count_as_unread():
     consumer = FakeConsumer({raw: (0, 5000)})
     consumer._read_offset = {raw: 4999}  # everything read into the buffer
     app = SimpleNamespace(consumer=consumer)
-    assert observer.reading(app, {"logs-raw/0": 999}) == (["logs-raw/0"], {"logs-raw/0"})
-    assert observer.reading(app, {"logs-raw/0": 4999}) == (["logs-raw/0"], set())
+    assert observer.reading(app, {"logs-raw/0": 999})[:2] == (["logs-raw/0"], {"logs-raw/0"})
+    assert observer.reading(app, {"logs-raw/0": 4999})[:2] == (["logs-raw/0"], set())
+
+
+def test_every_raw_partition_is_reported_whoever_reads_it():
+    settings = StreamSettings(input_topics=("logs-raw", "other-raw"))
+    observer = WorkerObserver(settings)
+    consumer = FakeConsumer({TP("logs-raw", 1): (0, 10)})
+    app = SimpleNamespace(consumer=consumer)
+    assert observer.reading(app, {})[2] == ["logs-raw/1"]  # no metadata yet: its own
+    consumer.topic_partitions = {"logs-raw": 3, "other-raw": 1}.get
+    mine, _, inputs = observer.reading(app, {})
+    assert mine == ["logs-raw/1"] and inputs == ["logs-raw/0", "logs-raw/1", "logs-raw/2", "other-raw/0"]
 
 
 def test_free_ports_are_distinct():

@@ -628,6 +628,32 @@ def test_event_time_waits_for_the_slowest_worker_until_it_falls_silent():
     assert [c.session for c in closed] == ["blk_slow"]
 
 
+def test_event_time_waits_for_a_raw_partition_whose_reader_has_not_reported_yet():
+    """Two workers start together: the first keys message comes from the one ahead, and the other
+    has sent nothing yet. Every raw partition the sender knows of holds event time back."""
+    from streaming.stages import READER_SILENCE
+
+    _, window = _hdfs_stages()
+    state: dict = {}
+    inputs = ["raw/0", "raw/1"]
+    ahead = {"blk_shared": [[0, 100.0, 100.0, "raw/0", 0, None]], "blk_fast": [[0, 5000.0, 5000.0, "raw/0", 1, None]]}
+    closed, _ = window.on_message(state, 0, ahead, origins=["raw/0"], reader_watermark=5000.0, sent_at=10.0,
+                                  inputs=inputs)  # fmt: skip
+    assert closed + window.expire(state, 0) == []  # raw/1's reader may still hold blk_shared's lines
+    behind = {"blk_shared": [[0, 130.0, 130.0, "raw/1", 0, None]]}
+    window.on_message(state, 0, behind, origins=["raw/1"], reader_watermark=130.0, sent_at=10.5, inputs=inputs)
+    assert state["blk_shared"]["keys"] == [0, 0]  # one session, not split
+    # A raw partition whose reader never reports (no input there) holds time back for READER_SILENCE only.
+    _, alone = _hdfs_stages()
+    state = {}
+    window_input = {"blk_only": [[0, 100.0, 100.0, "raw/0", 0, None]]}
+    alone.on_message(state, 0, window_input, origins=["raw/0"], reader_watermark=100.0, sent_at=10.0, inputs=inputs)
+    later = {"blk_later": [[0, 5000.0, 5000.0, "raw/0", 1, None]]}
+    alone.on_message(state, 0, later, origins=["raw/0"], reader_watermark=5000.0, sent_at=10.0 + READER_SILENCE + 1,
+                     inputs=inputs)  # fmt: skip
+    assert [c.session for c in alone.expire(state, 0)] == ["blk_only"]
+
+
 def test_a_window_reading_its_keys_late_counts_silence_in_send_time():
     """Under lag, the window reads a run of the fast worker's messages long after they were sent:
     the slow worker, which kept sending all along, must go on holding event time back."""
