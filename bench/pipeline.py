@@ -167,16 +167,41 @@ def worker_env(app_id: str, topic: str, model: Path, port: int, data: Path, **ex
             "LOGBERT_QUIET_FLUSH": "3600", **extra}  # fmt: skip
 
 
+def alert_ids(bootstrap: str, topic: str) -> list[str]:
+    """Every alert id published to `topic` (read to its end)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-alerts"),
+                         "enable.auto.commit": False})  # fmt: skip
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    ids, left = [], {p for p, end in ends.items() if end > 0}
+    deadline = time.monotonic() + 120
+    while left and time.monotonic() < deadline:
+        for message in consumer.consume(10000, timeout=1.0):
+            if message.error():
+                continue
+            ids.append(json.loads(message.value())["alert_id"])
+            if message.offset() + 1 >= ends[message.partition()]:
+                left.discard(message.partition())
+    consumer.close()
+    return ids
+
+
 def pipeline_run(
     bootstrap: str, topic: str, model: Path, lines: int, workers: int, out: Path, parse_processes: int = 0
 ) -> dict:
-    """Workers in one group on the topic; from the first parsed line to the last scored sequence."""
+    """Workers in one group on the topic; from the first parsed line to the last scored sequence.
+    Alerts go to a topic of the run's own, so their ids can be counted: at least once, a rebalance
+    may publish some twice (same id), but a distinct id more than one worker gives is a wrong one."""
     app_id = unique("bench-pipeline")
+    alerts_topic = unique("bench-alerts")
     ports = [free_port() for _ in range(workers)]
     with ExitStack() as stack:
         for n, port in enumerate(ports):
             env = worker_env(app_id, topic, model, port, out / "data" / f"{app_id}-{n}",
-                             LOGBERT_PARSE_PROCESSES=str(parse_processes))  # fmt: skip
+                             LOGBERT_PARSE_PROCESSES=str(parse_processes), LOGBERT_ALERTS_TOPIC=alerts_topic)  # fmt: skip
             stack.enter_context(running_worker(bootstrap, env, port, out / f"{app_id}-{n}.log"))
         first = last_change = None
         scored = -1.0
@@ -199,8 +224,10 @@ def pipeline_run(
             lag = sum(metric_total(s, "logbert_consumer_lag") for s in samples)  # refreshed every 5 s
             if parsed >= lines and scored > 0 and lag == 0 and now - last_change > 6.0:
                 alerts = sum(metric_total(s, "logbert_alerts_total") for s in samples)
+                ids = alert_ids(bootstrap, alerts_topic)
                 return {"workers": workers, "lines": parsed, "seconds": last_change - first, "sequences": scored,
-                        "alerts": alerts, "rss_mib": [round(r) for r in rss]}  # fmt: skip
+                        "alerts": alerts, "alerts_published": len(ids), "distinct_alerts": len(set(ids)),
+                        "rss_mib": [round(r) for r in rss]}  # fmt: skip
     raise SystemExit(f"the pipeline did not finish; see {out}/{app_id}-*.log")
 
 
@@ -386,6 +413,11 @@ def summarise(results: dict) -> None:
 
         print(f"{variant:<24} {fmt(a, 10)} {fmt(b, 10)} {fmt(c, 12)} {fmt(c2, 13)} "
               f"{fmt(c / b if b else None, 5, 2)} {fmt(c / a if a else None, 6, 3)} {fmt(c2 / c if c2 else None, 6, 2)}")  # fmt: skip
+        for name in ("c_pipeline", "c_two_workers"):
+            run = row.get(name)
+            if run and "distinct_alerts" in run:
+                print(f"{'':<24}   {run['workers']} worker(s): {run['sequences']:.0f} sequences scored, "
+                      f"{run['distinct_alerts']} distinct alerts ({run['alerts_published']} published)")  # fmt: skip
     if "latency" in results:
         lat = results["latency"]
         print(f"latency at {lat['rate']:.0f} lines/s, {lat['scored']} of "
