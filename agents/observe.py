@@ -80,7 +80,7 @@ class WorkerObserver:
         for topic in self.settings.input_topics:
             try:
                 count = app.consumer.topic_partitions(topic)
-            except Exception:  # metadata not fetched yet
+            except Exception:  # no metadata to ask (a consumer not started yet, or revoked meanwhile)
                 count = None
             inputs.update(f"{topic}/{partition}" for partition in range(count or 0))
         return sorted(inputs)
