@@ -73,10 +73,10 @@ class WorkerObserver:
         """The raw input partitions this worker reads, as "topic/partition" (the sessions' origins)."""
         return [f"{tp.topic}/{tp.partition}" for tp in self._raw_tps(app)]
 
-    def raw_inputs(self, app) -> list[str]:
-        """Every partition of the raw input topics, as the consumer's metadata has them (this worker's
-        own when it has none yet): the window waits for each one's reader, whoever that is."""
-        inputs = set(self.raw_partitions(app))
+    def raw_inputs(self, app, mine: list[str]) -> list[str]:
+        """Every partition of the raw input topics, as the consumer's metadata has them (`mine`, this
+        worker's own, when it has none yet): the window waits for each one's reader, whoever that is."""
+        inputs = set(mine)
         for topic in self.settings.input_topics:
             try:
                 count = app.consumer.topic_partitions(topic)
@@ -104,7 +104,7 @@ class WorkerObserver:
                 waiting.add(origin)
         for origin in set(self.parsed) - set(mine):  # revoked: a later owner of it starts from its commit
             del self.parsed[origin]
-        return mine, waiting, self.raw_inputs(app)
+        return mine, waiting, self.raw_inputs(app, mine)
 
     def next_to_parse(self, consumer, tp) -> int:
         """The next offset of tp this worker has yet to parse: one past the last one parsed, or the

@@ -72,6 +72,12 @@ def bound_rate(session, tokens: np.ndarray, positions: np.ndarray, seconds: floa
     return runs * len(tokens) / (time.perf_counter() - started)
 
 
+def decisions_differ(detector: Detector, sequences: list[list[int]], reference: list) -> int:
+    """How many of `sequences` the detector decides otherwise than the reference scores say."""
+    return sum(detector.is_anomalous(a) != detector.is_anomalous(b)
+               for a, b in zip(detector.score(sequences), reference))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True)
@@ -97,8 +103,8 @@ def main() -> None:
     if cuda_options is not None:
         print(f"CUDA provider: use_tf32={cuda_options.get('use_tf32')} (0: full fp32 MatMuls, as on the CPU)")
     sequences = hdfs_sequences(cpu, args.sequences)
-    on_gpu, on_cpu = gpu.score(sequences), cpu.score(sequences)
-    differ = sum(gpu.is_anomalous(a) != cpu.is_anomalous(b) for a, b in zip(on_gpu, on_cpu))
+    on_cpu = cpu.score(sequences)
+    differ = decisions_differ(gpu, sequences, on_cpu)
     print(f"decisions on {len(sequences)} HDFS-length sequences: {differ} differ between {args.device.upper()} and CPU")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,16 +114,11 @@ def main() -> None:
         if half.provider != provider:
             raise SystemExit(f"gpu_check: the fp16 model runs on {half.provider}, not {provider}")
         sessions["fp16"] = half.session
-        half_detector = Detector(gpu.config, gpu.vocabulary, half, half.provider)
-        half_differ = sum(half_detector.is_anomalous(a) != cpu.is_anomalous(b)
-                          for a, b in zip(half_detector.score(sequences), on_cpu))  # fmt: skip
-        print(f"fp16: {half_differ} decisions differ from CPU fp32")
         tf32 = OnnxScorer(args.model / "model.onnx", args.device, tf32=True)  # ONNX Runtime's own default
         sessions["tf32"] = tf32.session
-        tf32_detector = Detector(gpu.config, gpu.vocabulary, tf32, tf32.provider)
-        tf32_differ = sum(tf32_detector.is_anomalous(a) != cpu.is_anomalous(b)
-                          for a, b in zip(tf32_detector.score(sequences), on_cpu))  # fmt: skip
-        print(f"tf32: {tf32_differ} decisions differ from CPU fp32")
+        for name, scorer in (("fp16", half), ("tf32", tf32)):
+            differ = decisions_differ(Detector(gpu.config, gpu.vocabulary, scorer, scorer.provider), sequences, on_cpu)
+            print(f"{name}: {differ} decisions differ from CPU fp32")
         row_counts = [int(r) for r in args.batch_rows.split(",")]
         scorer_heads = "".join(f" {f'scorer seq/s ({r} rows)':>23}" for r in row_counts)
         print(f"{'batch':>6} {'rows':>6} {'fp32 model seq/s':>17} {'tf32 model seq/s':>17} {'fp16 model seq/s':>17}"

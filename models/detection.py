@@ -194,17 +194,17 @@ def score_sequences(
     for batch in _batches(rows, settings.batch_rows):
         tokens, original, positions = _batch_tokens(rows, batch, settings.mask_stride)
         row_index, column = np.nonzero(positions)  # the masked positions (never 0, the DIST token)
-        truth = original[row_index, positions[row_index, column]]
+        masked_at = positions[row_index, column]
+        truth = original[row_index, masked_at]
         if ranks is not None:
             surprise, rank, top, dist = ranks(tokens, positions, np.take_along_axis(original, positions, 1),
                                               settings.top_g)  # fmt: skip
-            asked = _Asked(surprise[row_index, column].astype(np.float64), rank[row_index, column],
-                           lambda m, top=top, r=row_index, c=column: top[r[m], c[m]])  # fmt: skip
+            ranked = _Asked(surprise[row_index, column].astype(np.float64), rank[row_index, column],
+                            lambda m, top=top, r=row_index, c=column: top[r[m], c[m]])  # fmt: skip
         else:
             logits, dist = forward(tokens, positions)
-            asked = _rank_logits(logits[row_index, column], truth, settings.top_g)
-        _accumulate(rows, batch, row_index, positions[row_index, column], truth, asked, dist, centre, settings,
-                    totals)  # fmt: skip
+            ranked = _rank_logits(logits[row_index, column], truth, settings.top_g)
+        _accumulate(rows, batch, row_index, masked_at, truth, ranked, dist, centre, settings, totals)
 
     flagged = np.ones(len(sequences), dtype=bool) if explain_all else _flagged(totals, settings)
     missed = _explanations(totals, flagged, settings)
