@@ -133,6 +133,7 @@ class SessionWindower:
         out: list[ClosedSequence] = []
         current = state.get(session)
         idle_timeout, max_keys = self.idle_timeout, self.max_keys
+        cursor = None  # the value whose lists and base the locals below hold
         for event in events:  # not a starred unpacking: a list per key was a tenth of this loop
             key, ts, watermark, origin, offset, raw, sent_ms = event if len(event) == 7 else full_event(event)
             if current is not None and current["keys"] and watermark - current["end"] >= idle_timeout:
@@ -141,24 +142,46 @@ class SessionWindower:
                 current = None
             if current is None:
                 current = _new(0, ts, through)
-            insert_in_time_order(current, key, ts, origin, offset, raw, sent_ms)
-            if len(current["keys"]) == 1:  # a part's times are its keys' (not the cut that began it)
+            if cursor is not current and current.get("base") is not None:
+                cursor = current
+                keys, times, ties, names = current["keys"], current["times"], current["ties"], current["tie_origins"]
+                base_time, base_sent, base_offset = current["base"]
+                if current.get("unseen") is None:
+                    current["unseen"] = {}
+                origins, taken = current["origins"], current.setdefault("through", {})
+            # The usual case, a key after every key of its session (in time, then tie): appended here;
+            # any other through insert_in_time_order, which may rebind the value's lists.
+            at = ts - base_time if cursor is current and times else None
+            tie = (sent_ms - base_sent, offset - base_offset, origin) if at is not None else None
+            if at is not None and (at > times[-1] or (at == times[-1] and _tie_order(ties[-1], names) <= tie)):
+                index = names.index(origin) if origin in names else len(names)
+                if index == len(names):
+                    names.append(origin)
+                if raw is not None and len(current["unseen"]) < MAX_UNSEEN_KEPT:
+                    current["unseen"][str(len(times))] = raw
+                times.append(at)
+                ties.append([tie[0], tie[1], index])
+                keys.append(key)
+            else:
+                insert_in_time_order(current, key, ts, origin, offset, raw, sent_ms)
+                cursor = None
+                keys, origins, taken = current["keys"], current["origins"], current.setdefault("through", {})
+            if len(keys) == 1:  # a part's times are its keys' (not the cut that began it)
                 current["start"] = current["end"] = ts
             elif ts < current["start"]:
                 current["start"] = ts
             elif ts > current["end"]:
                 current["end"] = ts
-            span = current["origins"].get(origin)
+            span = origins.get(origin)
             if span is None:
-                current["origins"][origin] = [offset, offset]
+                origins[origin] = [offset, offset]
             elif offset < span[0]:
                 span[0] = offset
             elif offset > span[1]:
                 span[1] = offset
-            taken = current.setdefault("through", {})
             if offset > taken.get(origin, -1):
                 taken[origin] = offset
-            if len(current["keys"]) >= max_keys:
+            if len(keys) >= max_keys:
                 out.append(self._close(session, current, closed=False))
                 current = _new(current["part"] + 1, ts, taken)
         if current is not None:
