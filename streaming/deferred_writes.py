@@ -17,7 +17,11 @@ class DeferredWrites(MutableMapping):
     """Reads see the table with the pending writes on top; `apply` makes every write to the table in
     the order it was made. (Only the last write of each key would be fewer records, but a killed
     worker could then leave a session as it was two writes ago: a deletion made after the record
-    of applied offsets would replace the write made before it.)"""
+    of applied offsets would replace the write made before it.) The exception is a key the table
+    did not hold that ends deleted (a session opened and closed by one keys message): none of its
+    writes is made. Every state a killed worker could leave then lacks the key, as the table did
+    before, and the session's sequence had gone out before any write (a replay sends it again, with
+    the same alert id). With shippers' batches about half of the changelog records were these."""
 
     def __init__(self, table: MutableMapping) -> None:
         self.table = table
@@ -67,7 +71,10 @@ class DeferredWrites(MutableMapping):
         return sum(1 for _ in self)
 
     def apply(self) -> None:
+        passing = {key for key, value in self.pending.items() if value is _DELETED and key not in self.table}
         for key, value in self.writes:
+            if key in passing:
+                continue
             if value is not _DELETED:
                 self.table[key] = value
             elif key in self.table:

@@ -531,6 +531,23 @@ def test_deferred_writes_read_the_pending_writes_over_the_table():
     assert table == {"kept": 1, "replaced": 20, "new": 40}
 
 
+def test_a_session_opened_and_closed_by_one_keys_message_writes_no_changelog_record():
+    from agents.window import window_step
+    from streaming.deferred_writes import DeferredWrites
+
+    table, stage = ChangelogRecorder(), WindowStage(idle_timeout=10, max_keys=50)
+    table["blk_old"] = {"keys": [], "end": 0.0}  # a key the table held: its deletion is written
+    writes = DeferredWrites(table)
+    value = {"sessions": {"blk_1": [[1, 0.0, 0.0, "raw/0", 1, None, 0], [2, 1.0, 1.0, "raw/0", 2, None, 0]],
+                          "blk_2": [[3, 30.0, 30.0, "raw/0", 3, None, 0]]}}  # fmt: skip
+    closed = window_step(stage, writes, 0, value, {})
+    del writes["blk_old"]
+    writes.apply()
+    assert [(c.session, c.keys) for c in closed] == [("blk_1", [1, 2])]
+    assert [key for key, _ in table.log] == ["blk_old", "blk_2", WindowStage.applied_key(0), "blk_old"]
+    assert set(table) == {"blk_2", WindowStage.applied_key(0)}
+
+
 @pytest.mark.parametrize("kind", ["sessions", "time windows"])
 def test_a_worker_killed_between_table_writes_loses_and_doubles_nothing(kind):
     """The worker dies after any one of its changelog writes; a new owner rebuilds the table from the
