@@ -12,6 +12,7 @@ The stages' logic lives in agents/ and streaming/; the commands' in commands/.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -38,6 +39,10 @@ class LogbertApp(faust.App):
         # Past this many unsent messages (changelog writes, keys, sequences) Faust stops handing
         # messages to the streams until as many more are sent, one wait at a time.
         self.producer.buffer.max_messages = settings.producer_buffer
+        if settings.gc_thresholds:
+            # Fewer, larger young collections: the open sessions and caches survive many of them, and
+            # Python's default (700 allocations) traversed them again and again.
+            gc.set_threshold(*settings.gc_thresholds)
         await super().on_first_start()
 
     @property

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 # The app is built at import from the environment, so each case runs in its own interpreter.
 FIRST_START = """
-import asyncio, json, faust, faust_app
+import asyncio, gc, json, faust, faust_app
 
 async def nothing(self): pass
 
@@ -24,7 +27,7 @@ async def main():
     await app.on_first_start()
     consumer = app.consumer._thread._create_worker_consumer(app.transport)  # built, not started
     print(json.dumps({"producer_buffer": app.producer.buffer.max_messages,
-                      "fetch_max_wait_ms": consumer._fetch_max_wait_ms}))
+                      "fetch_max_wait_ms": consumer._fetch_max_wait_ms, "gc": gc.get_threshold()}))
 
 asyncio.run(main())
 """
@@ -37,12 +40,22 @@ def after_start(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_producer_buffer_and_fetch_wait_settings_reach_faust_and_aiokafka():
-    assert after_start(LOGBERT_PRODUCER_BUFFER="1234", LOGBERT_FETCH_MAX_WAIT="0.25") == {
-        "producer_buffer": 1234, "fetch_max_wait_ms": 250
+def test_the_producer_buffer_fetch_wait_and_gc_settings_reach_faust_aiokafka_and_python():
+    assert after_start(LOGBERT_PRODUCER_BUFFER="1234", LOGBERT_FETCH_MAX_WAIT="0.25", LOGBERT_GC_THRESHOLDS="5000,5,50") == {
+        "producer_buffer": 1234, "fetch_max_wait_ms": 250, "gc": [5000, 5, 50]
     }  # fmt: skip
-    # the defaults, not Faust's 100 messages and 1.5 s
-    assert after_start() == {"producer_buffer": 5000, "fetch_max_wait_ms": 100}
+    # the defaults, not Faust's 100 messages and 1.5 s, nor Python's 700 allocations
+    assert after_start() == {"producer_buffer": 5000, "fetch_max_wait_ms": 100, "gc": [10000, 10, 100]}
+    assert after_start(LOGBERT_GC_THRESHOLDS="")["gc"] == list(gc.get_threshold())  # Python's own
+
+
+def test_gc_thresholds_must_be_three_numbers_or_nothing(monkeypatch):
+    from streaming.settings import StreamSettings
+
+    for wrong in ("700", "0,10,10", "700,10,-1", "a,b,c"):
+        monkeypatch.setenv("LOGBERT_GC_THRESHOLDS", wrong)
+        with pytest.raises(ValueError, match="LOGBERT_GC_THRESHOLDS"):
+            StreamSettings()
 
 
 def test_aiokafka_still_hands_the_fetch_wait_to_its_fetcher_at_start():
