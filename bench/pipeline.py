@@ -9,7 +9,8 @@ as shipper-style messages of many lines each. Then, on each topic, in one run:
   (b) faust     a bare Faust agent counts the messages (bench/faust_count.py): the ceiling of any
                 Faust agent that sees each message as an event
   (c) pipeline  `faust_app.py worker`, from its first parsed line to its last scored sequence
-                (one worker, then two in one consumer group)
+                (one worker, then two in one consumer group), with the CPU time its event-loop
+                thread used per line (from /proc: steadier than lines/s on a shared machine)
 A few closing lines, stamped well after the rest, end every generated session by event time, so
 the last sequence is scored without waiting for the quiet-input flush.
 
@@ -85,8 +86,10 @@ def produce(bootstrap: str, topic: str, lines: list[str], per_message: int, part
     seconds it took."""
     from confluent_kafka import Producer
 
+    # Idempotent, so a retried request cannot land behind a later one: on 2026-12-07 one 500-line
+    # message did, and event time then ran past it (6,628 more sequences, 861 more alert ids).
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
-                         "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+                         "queue.buffering.max.messages": 1_000_000, "enable.idempotence": True})  # fmt: skip
     closers = closing_lines(lines[-1], partitions, StreamSettings().internal_partitions)
     per_partition = len(closers) // partitions
     started, sent = time.monotonic(), 0
@@ -199,11 +202,13 @@ def pipeline_run(
     alerts_topic = unique("bench-alerts")
     ports = [free_port() for _ in range(workers)]
     with ExitStack() as stack:
+        pids = []
         for n, port in enumerate(ports):
             env = worker_env(app_id, topic, model, port, out / "data" / f"{app_id}-{n}",
                              LOGBERT_PARSE_PROCESSES=str(parse_processes), LOGBERT_ALERTS_TOPIC=alerts_topic)  # fmt: skip
-            stack.enter_context(running_worker(bootstrap, env, port, out / f"{app_id}-{n}.log"))
+            pids.append(stack.enter_context(running_worker(bootstrap, env, port, out / f"{app_id}-{n}.log")).pid)
         first = last_change = None
+        loop_cpu_first = loop_cpu_last = None
         scored = -1.0
         rss = [0.0] * workers
         deadline = time.monotonic() + 1800
@@ -218,16 +223,17 @@ def pipeline_run(
             now_scored = sum(metric_total(s, "logbert_sequences_scored_total") for s in samples)
             rss = [max(r, s.get("process_resident_memory_bytes", 0) / 2**20) for r, s in zip(rss, samples)]
             if first is None and parsed > 0:
-                first = now
+                first, loop_cpu_first = now, loop_cpu_seconds(pids)
             if now_scored != scored:
-                scored, last_change = now_scored, now
+                scored, last_change, loop_cpu_last = now_scored, now, loop_cpu_seconds(pids)
             lag = sum(metric_total(s, "logbert_consumer_lag") for s in samples)  # refreshed every 5 s
             if parsed >= lines and scored > 0 and lag == 0 and now - last_change > 6.0:
                 alerts = sum(metric_total(s, "logbert_alerts_total") for s in samples)
                 ids = alert_ids(bootstrap, alerts_topic)
                 return {"workers": workers, "lines": parsed, "seconds": last_change - first, "sequences": scored,
                         "alerts": alerts, "alerts_published": len(ids), "distinct_alerts": len(set(ids)),
-                        "rss_mib": [round(r) for r in rss]}  # fmt: skip
+                        "rss_mib": [round(r) for r in rss],
+                        "loop_cpu_us_per_line": per_line(loop_cpu_first, loop_cpu_last, parsed)}  # fmt: skip
     raise SystemExit(f"the pipeline did not finish; see {out}/{app_id}-*.log")
 
 
@@ -294,7 +300,7 @@ def latency_run(
         reader.start()
         sampler = threading.Thread(target=sample_event_time, daemon=True)
         sampler.start()
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
         last_sent: dict[str, float] = {}
         started = time.time()
         for n, line in enumerate(lines[: int(rate * seconds)]):
@@ -397,6 +403,23 @@ def main() -> None:
     summarise(results)
 
 
+def loop_cpu_seconds(pids: list[int]) -> float | None:
+    """CPU time of the workers' main threads (their event loops), summed; None where /proc has none.
+    Steadier than lines/s on a shared machine: a slow spell stretches wall time more than CPU time."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
+
+
+def per_line(first: float | None, last: float | None, lines: float) -> float | None:
+    return None if first is None or last is None or not lines else round((last - first) / lines * 1e6, 1)
+
+
 def summarise(results: dict) -> None:
     print(f"\n{results['lines']} generated HDFS-like lines, {results['cpus']} CPUs, "
           f"LOGBERT_PARSE_PROCESSES={results['parse_processes']} (worker RSS excludes parse processes)")  # fmt: skip
@@ -416,8 +439,10 @@ def summarise(results: dict) -> None:
         for name in ("c_pipeline", "c_two_workers"):
             run = row.get(name)
             if run and "distinct_alerts" in run:
+                cpu = run.get("loop_cpu_us_per_line")
                 print(f"{'':<24}   {run['workers']} worker(s): {run['sequences']:.0f} sequences scored, "
-                      f"{run['distinct_alerts']} distinct alerts ({run['alerts_published']} published)")  # fmt: skip
+                      f"{run['distinct_alerts']} distinct alerts ({run['alerts_published']} published)"
+                      + (f"; event loop CPU {cpu:.1f} µs a line" if cpu is not None else ""))  # fmt: skip
     if "latency" in results:
         lat = results["latency"]
         print(f"latency at {lat['rate']:.0f} lines/s, {lat['scored']} of "

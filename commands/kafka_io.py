@@ -16,7 +16,11 @@ from streaming.settings import StreamSettings
 
 def run_produce(settings: StreamSettings, input_path: str, topic: str, rate: float, lines_per_message: int) -> str:
     lines = log_lines(Path(input_path))
-    producer = Producer(settings.client_config(**{"linger.ms": 20, "compression.type": "lz4"}))
+    # Idempotent: without it a retried request can land behind a later one, and lines that arrive
+    # behind event time split their sessions (a replay must keep the log's order).
+    producer = Producer(
+        settings.client_config(**{"linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True})
+    )
     errors: list[str] = []
 
     def delivered(error, _message) -> None:

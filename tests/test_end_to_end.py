@@ -86,3 +86,31 @@ def test_bad_input_gives_a_clear_error(tmp_path):
     )  # fmt: skip
     assert done.returncode != 0
     assert "missing.log" in done.stderr + done.stdout
+
+
+def test_the_produce_command_keeps_the_logs_order_through_retries(tmp_path, monkeypatch):
+    """A retried request of a producer that is not idempotent can land behind a later one, and
+    lines that arrive behind event time split their sessions."""
+    import commands.kafka_io as kafka_io
+    from streaming.settings import StreamSettings
+
+    configs = []
+
+    class Recording:
+        def __init__(self, config: dict) -> None:
+            configs.append(config)
+
+        def produce(self, topic, value, on_delivery) -> None:
+            on_delivery(None, None)
+
+        def poll(self, timeout) -> int:
+            return 0
+
+        def flush(self, timeout) -> int:
+            return 0
+
+    log = tmp_path / "lines.log"
+    log.write_text("a line\nanother line\n")
+    monkeypatch.setattr(kafka_io, "Producer", Recording)
+    kafka_io.run_produce(StreamSettings(bootstrap_servers="127.0.0.1:1"), str(log), "logs-raw", 0.0, 1)
+    assert configs[0]["enable.idempotence"] is True and configs[0]["bootstrap.servers"] == "127.0.0.1:1"
