@@ -24,6 +24,9 @@ def _optional_float(value: str) -> float | None:
     return float(value) if value.strip() else None
 
 
+CONSUMER_METADATA_MAX_AGE_MS = 30_000
+
+
 def _gc_thresholds(value: str) -> tuple[int, int, int] | None:
     numbers = tuple(int(part) for part in _comma_list(value))
     if not numbers:
@@ -147,7 +150,10 @@ class StreamSettings:
         return f"{self.app_id}-sequences"
 
     def faust_overrides(self) -> dict:
-        overrides: dict = {}
+        # A topic the group's leader did not find in the metadata at its join (an internal topic
+        # created a moment before, on a slow broker) is ignored until the next refresh, which then
+        # rebalances: refreshed every 30 s instead of aiokafka's 5 minutes, a stage stalls that long.
+        overrides: dict = {"consumer_metadata_max_age_ms": CONSUMER_METADATA_MAX_AGE_MS}
         credentials = self.security.faust_credentials()
         if credentials is not None:
             overrides["broker_credentials"] = credentials

@@ -27,7 +27,8 @@ async def main():
     await app.on_first_start()
     consumer = app.consumer._thread._create_worker_consumer(app.transport)  # built, not started
     print(json.dumps({"producer_buffer": app.producer.buffer.max_messages,
-                      "fetch_max_wait_ms": consumer._fetch_max_wait_ms, "gc": gc.get_threshold()}))
+                      "fetch_max_wait_ms": consumer._fetch_max_wait_ms, "gc": gc.get_threshold(),
+                      "metadata_max_age_ms": consumer._client._metadata_max_age_ms}))
 
 asyncio.run(main())
 """
@@ -42,10 +43,12 @@ def after_start(**env: str) -> dict:
 
 def test_the_producer_buffer_fetch_wait_and_gc_settings_reach_faust_aiokafka_and_python():
     assert after_start(LOGBERT_PRODUCER_BUFFER="1234", LOGBERT_FETCH_MAX_WAIT="0.25", LOGBERT_GC_THRESHOLDS="5000,5,50") == {
-        "producer_buffer": 1234, "fetch_max_wait_ms": 250, "gc": [5000, 5, 50]
+        "producer_buffer": 1234, "fetch_max_wait_ms": 250, "gc": [5000, 5, 50], "metadata_max_age_ms": 30_000
     }  # fmt: skip
     # the defaults, not Faust's 100 messages and 1.5 s, nor Python's 700 allocations
-    assert after_start() == {"producer_buffer": 5000, "fetch_max_wait_ms": 100, "gc": [10000, 10, 100]}
+    assert after_start() == {
+        "producer_buffer": 5000, "fetch_max_wait_ms": 100, "gc": [10000, 10, 100], "metadata_max_age_ms": 30_000
+    }  # fmt: skip
     assert after_start(LOGBERT_GC_THRESHOLDS="")["gc"] == list(gc.get_threshold())  # Python's own
 
 
