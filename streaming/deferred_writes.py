@@ -71,9 +71,9 @@ class DeferredWrites(MutableMapping):
         return sum(1 for _ in self)
 
     def apply(self) -> None:
-        passing = {key for key, value in self.pending.items() if value is _DELETED and key not in self.table}
+        never_written = {key for key, value in self.pending.items() if value is _DELETED and key not in self.table}
         for key, value in self.writes:
-            if key in passing:
+            if key in never_written:
                 continue
             if value is not _DELETED:
                 self.table[key] = value
