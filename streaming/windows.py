@@ -64,12 +64,10 @@ def insert_in_time_order(
     if base is None:
         base = _adopt(value, ts, sent_ms, offset)
     times, ties, names = value["times"], value["ties"], value["tie_origins"]
-    if origin in names:
-        index = names.index(origin)
-    else:
-        index = len(names)
-        names.append(origin)
-    at, tie = ts - base[0], [sent_ms - base[1], offset - base[2], index]  # keeps any µs apart: one era
+    at, tie = (
+        ts - base[0],
+        [sent_ms - base[1], offset - base[2], _origin_index(names, origin)],
+    )  # keeps any µs apart: one era
     if not times or at > times[-1]:  # the usual case: the latest key
         position = len(times)
     else:
@@ -102,6 +100,14 @@ def _adopt(value: dict, ts: float, sent_ms: int, offset: int) -> list:
     value["times"] = [t - base[0] for t in times[:count]]
     value["ties"], value["tie_origins"] = [[0, 0, -1] for _ in range(count)], []
     return base
+
+
+def _origin_index(names: list[str], origin: str) -> int:
+    """The origin's index in a value's "tie_origins", added at the end when new."""
+    if origin not in names:
+        names.append(origin)
+        return len(names) - 1
+    return names.index(origin)
 
 
 def _tie_order(tie: list, names: list[str]) -> tuple[int, int, str]:
@@ -154,9 +160,7 @@ class SessionWindower:
             at = ts - base_time if cursor is current and times else None
             tie = (sent_ms - base_sent, offset - base_offset, origin) if at is not None else None
             if at is not None and (at > times[-1] or (at == times[-1] and _tie_order(ties[-1], names) <= tie)):
-                index = names.index(origin) if origin in names else len(names)
-                if index == len(names):
-                    names.append(origin)
+                index = _origin_index(names, origin)
                 if raw is not None and len(current["unseen"]) < MAX_UNSEEN_KEPT:
                     current["unseen"][str(len(times))] = raw
                 times.append(at)
