@@ -12,19 +12,29 @@ between the seek and Faust emptying their buffers.
 The worker's aiokafka consumer is built here too, with the broker's wait for fetch data set from
 LOGBERT_FETCH_MAX_WAIT instead of Faust's fixed 1.5 s (`ConsumerThread._create_worker_consumer`),
 and topics' partition counts are read from its metadata on every member (`topic_partitions`).
+Before it subscribes, it waits until the internal topics Faust has just created are in the
+cluster's metadata (`subscribe`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streaming.delivery import DirectDeliveryConsumer
 
 log = logging.getLogger("logbert.consumer")
+
+# How long a worker waits, before it subscribes, for the internal topics it created to show in the
+# cluster's metadata; then it subscribes anyway, and the metadata refresh (30 s) finds them later.
+NEW_TOPICS_WAIT = 30.0
 
 
 def is_changelog(topic: str) -> bool:
@@ -52,6 +62,31 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         partitions = consumer.partitions_for_topic(topic) if consumer is not None else None
         return len(partitions) if partitions else None
 
+    async def subscribe(self, topics: Iterable[str]) -> None:
+        """Faust creates its internal topics just before it subscribes. A group leader whose metadata
+        lacks one at the join assigns none of its partitions ("Ignoring missing topic") until its
+        next metadata refresh rebalances: one CI run's sequences topic went unread for minutes."""
+        topics = set(topics)
+        created = topics & {name for channel in self.app.topics if channel.internal for name in channel.topics}
+        if created:
+            await self.call_thread(self._wait_for_topics, created)
+        await super().subscribe(topics)
+
+    async def _wait_for_topics(self, topics: set[str]) -> None:
+        client = self._ensure_consumer()._client
+        started = time.monotonic()
+        missing = await wait_for_topics(client.fetch_all_metadata, topics, NEW_TOPICS_WAIT)
+        waited = time.monotonic() - started
+        if waited >= 1.0 and not missing:
+            log.info(
+                "waited %.1f s for new topics to show in the cluster's metadata: %s", waited, ", ".join(sorted(topics))
+            )
+        if missing:
+            log.warning(
+                "topics %s not in the cluster's metadata after %.0f s; subscribing anyway (a later metadata "
+                "refresh assigns them)", ", ".join(sorted(missing)), NEW_TOPICS_WAIT,
+            )  # fmt: skip
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return await self.call_thread(self._seek_to_committed_or_beginning)
 
@@ -74,6 +109,35 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             for tp in ahead:
                 consumer.seek(tp, 0)  # below the log start, auto_offset_reset=earliest takes it to the start
         return committed
+
+
+def topics_not_ready(metadata: ClusterMetadata, topics: Iterable[str]) -> set[str]:
+    """The topics that the metadata lacks, or that have a partition without a leader."""
+    not_ready = set()
+    for topic in topics:
+        partitions = metadata.partitions_for_topic(topic)
+        leaders = [metadata.leader_for_partition(TopicPartition(topic, p)) for p in partitions or ()]
+        if not leaders or any(leader is None or leader < 0 for leader in leaders):  # node ids start at 0
+            not_ready.add(topic)
+    return not_ready
+
+
+async def wait_for_topics(
+    fetch_metadata: Callable[[], Awaitable[ClusterMetadata]], topics: Iterable[str], timeout: float,
+    interval: float = 0.2,
+) -> set[str]:  # fmt: skip
+    """Asks for the cluster's metadata until every topic is in it with a leader for each partition,
+    or `timeout` passes; returns the topics still not ready (empty when all are)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            not_ready = topics_not_ready(await fetch_metadata(), topics)
+        except Exception as error:  # no broker answered: the consumer's own start reports that
+            log.debug("metadata request failed while waiting for topics: %r", error)
+            not_ready = set(topics)
+        if not not_ready or time.monotonic() >= deadline:
+            return not_ready
+        await asyncio.sleep(interval)
 
 
 def position_or_none(consumer, tp) -> int | None:

@@ -150,9 +150,9 @@ class StreamSettings:
         return f"{self.app_id}-sequences"
 
     def faust_overrides(self) -> dict:
-        # A topic the group's leader did not find in the metadata at its join (an internal topic
-        # created a moment before, on a slow broker) is ignored until the next refresh, which then
-        # rebalances: refreshed every 30 s instead of aiokafka's 5 minutes, a stage stalls that long.
+        # A topic the group's leader did not find in the metadata at its join is ignored until the
+        # next refresh, which then rebalances. The consumer waits for new internal topics before it
+        # subscribes; should one still be missed, a refresh every 30 s (aiokafka: 5 minutes) bounds the stall.
         overrides: dict = {"consumer_metadata_max_age_ms": CONSUMER_METADATA_MAX_AGE_MS}
         credentials = self.security.faust_credentials()
         if credentials is not None:

@@ -183,3 +183,38 @@ def test_a_bad_model_directory_stops_the_worker_before_it_consumes(how, trained_
     assert expected in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr.split("logbert worker: cannot start")[-1]
     assert _committed_offsets(bootstrap, group, topic) == []
+
+
+def test_the_wait_before_subscribing_sees_a_topic_created_meanwhile_on_the_real_broker():
+    """The worker's consumer waits for its new internal topics in the cluster's metadata before it
+    subscribes (streaming/consumer_position.py); here against the broker's real metadata answers."""
+    import asyncio
+    import threading
+    import time
+
+    from aiokafka import AIOKafkaClient
+
+    from streaming.consumer_position import wait_for_topics
+
+    bootstrap = require_broker()
+    late, never = unique("created-late"), unique("never-created")
+    creator = threading.Timer(1.0, create_topic, (bootstrap, late, 3))
+
+    async def wait(topics: set[str], timeout: float) -> tuple[set[str], float]:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap)
+        await client.bootstrap()
+        try:
+            started = time.monotonic()
+            missing = await wait_for_topics(client.fetch_all_metadata, topics, timeout)
+            return missing, time.monotonic() - started
+        finally:
+            await client.close()
+
+    creator.start()
+    try:
+        missing, waited = asyncio.run(wait({late}, timeout=30))
+    finally:
+        creator.join()
+    assert missing == set() and 0.9 < waited < 30
+    missing, waited = asyncio.run(wait({late, never}, timeout=1.0))
+    assert missing == {never} and waited >= 1.0
