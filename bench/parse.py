@@ -12,7 +12,9 @@ Templates are mined once with drain3 from the same lines (as training does). The
 Passes of drain3, matcher and stage alternate, and the best of each counts, so a slow spell of
 this shared machine slows all three alike; each starts after a garbage collection, so none pays for
 the garbage of the one before. Each pass starts with fresh caches, so a line is never
-cheaper for having been seen in an earlier pass; the keys both matchers give are compared line by line."""
+cheaper for having been seen in an earlier pass; the keys both matchers give are compared line by line.
+The whole run, drain3 included, uses the worker's garbage-collector thresholds (LOGBERT_GC_THRESHOLDS,
+default 10000,10,100; set it empty for Python's 700,10,10), as the stage runs in a worker."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from logkeys.presets import get_preset  # noqa: E402
 from logkeys.templates import UNSEEN, LineSplitter, TemplateSet, drain_miner, mine_templates  # noqa: E402
 from streaming.messages import MAX_PART_BYTES, bounded_runs  # noqa: E402
 from streaming.parse_processes import ParseProcesses, read_in_turn  # noqa: E402
+from streaming.settings import StreamSettings  # noqa: E402
 from streaming.stages import ParseStage, RawMessage  # noqa: E402
 
 DATA = {  # name: (file under the datasets directory, preset, session regex or None for windows)
@@ -127,6 +130,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4000, help="messages per parse-stage batch (LOGBERT_PARSE_BATCH)")
     parser.add_argument("--processes", type=int, default=2, help="parse processes (LOGBERT_PARSE_PROCESSES); 0: skip")
     args = parser.parse_args()
+    thresholds = StreamSettings().gc_thresholds
+    if thresholds:
+        gc.set_threshold(*thresholds)
     datasets = Path(os.environ.get("LOGBERT_DATASETS", ROOT.parent / "shared" / "datasets"))
     staged = f"stage+{args.processes}p"
     print(f"{'data':<5} {'lines':>7} {'templates':>9} {'drain3 l/s':>12} {'matcher l/s':>12} {'stage l/s':>12} "
@@ -138,7 +144,8 @@ def main() -> None:
             continue
         lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
         bench(name, lines, preset, session_regex, args.passes, args.batch, args.processes)
-    print(f"{os.cpu_count()} CPUs; drain3, matcher and stage: one process, one thread (the parse stage is pure Python)")
+    print(f"{os.cpu_count()} CPUs; drain3, matcher and stage: one process, one thread (the parse stage is pure Python); "
+          f"garbage-collector thresholds {gc.get_threshold()}")  # fmt: skip
 
 
 if __name__ == "__main__":
