@@ -128,7 +128,7 @@ async def wait_for_topics(
 ) -> set[str]:  # fmt: skip
     """Asks for the cluster's metadata until every topic is in it with a leader for each partition,
     or `timeout` passes; returns the topics still not ready (empty when all are)."""
-    deadline = time.monotonic() + timeout
+    topics, deadline = set(topics), time.monotonic() + timeout
     while True:
         try:
             not_ready = topics_not_ready(await fetch_metadata(), topics)
