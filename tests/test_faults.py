@@ -333,3 +333,59 @@ def test_a_slow_scorer_holds_back_pressure_with_bounded_memory(trained_model, tm
     assert growth_mib < 300
     assert peaks["stuck"] == 0
     check(result)
+
+
+def test_a_worker_whose_sends_hang_through_a_rebalance_fails_its_health_check(trained_model, generated_hdfs, tmp_path):
+    """Once, in a two-worker benchmark run, a worker stayed stuck in a rebalance (its parse agent
+    waiting on a send that never completed; cause unknown) and never rejoined. Such a worker must
+    fail /health, so that Kubernetes restarts it: here its sends hang on purpose, then a second
+    worker joins the group."""
+    bootstrap = require_broker()
+    log_path = generated_hdfs[0]
+    topic, app_id = unique("logs-raw"), unique("hang")
+    create_topic(bootstrap, topic, 2)
+    flag = tmp_path / "hang-sends"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "LOGBERT_APP_ID": app_id,
+           "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(trained_model), "LOGBERT_PROVIDER": "cpu",
+           "LOGBERT_STUCK_AFTER": "10", "HANG_SENDS_FLAG": str(flag)}  # fmt: skip
+    ports = [free_port(), free_port()]
+    logs = [tmp_path / "hanging.log", tmp_path / "joining.log"]
+    with open(logs[0], "w") as out:
+        hanging = subprocess.Popen(
+            [sys.executable, "tests/hanging_sends_worker.py", "worker", "-l", "info"], cwd=ROOT,
+            env={**env, "LOGBERT_WEB_PORT": str(ports[0]), "LOGBERT_DATA_DIR": str(tmp_path / "data-0")},
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    joining = None
+    try:
+        wait_until(lambda: ready(ports[0]), 120, "worker not ready", logs[0])
+        feeder = threading.Thread(
+            target=run_produce, args=(StreamSettings(bootstrap_servers=bootstrap), str(log_path), topic, 2000.0, 1)
+        )
+        feeder.start()
+        wait_until(lambda: scrape(ports[0])["logbert_lines_parsed_total"] > 0, 60, "nothing parsed", logs[0])
+        assert health(ports[0])["status"] == "ok"
+        flag.touch()  # from now on every send of this worker hangs
+        revokes_before = logs[0].read_text().count("Revoking previously assigned partitions")
+        joining = spawn_worker(bootstrap, {"LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic,
+                                           "LOGBERT_MODEL_DIR": str(trained_model), "LOGBERT_PROVIDER": "cpu",
+                                           "LOGBERT_DATA_DIR": str(tmp_path / "data-1")}, ports[1], logs[1])  # fmt: skip
+        failing = wait_until(lambda: (h := health(ports[0])).get("status") == "failing" and h, 120,
+                             "the hanging worker's /health did not fail", logs[0])  # fmt: skip
+        feeder.join()
+        revoked = logs[0].read_text().count("Revoking previously assigned partitions") > revokes_before
+    finally:
+        hanging.kill()
+        hanging.wait()
+        if joining is not None:
+            stop_process(joining, grace=30)
+    summary("a worker whose sends hang, through a rebalance", stuck_partitions=len(failing["stuck_partitions"]),
+            revoked=revoked)  # fmt: skip
+    assert revoked, "the second worker's join reached the hanging one (a rebalance began)"
+    assert failing["model_loaded"] and failing["stuck_partitions"]
+    assert all(p["lag"] > 0 for p in failing["stuck_partitions"])
+
+
+def health(port: int) -> dict:
+    status, body = get(f"http://127.0.0.1:{port}/health")
+    return json.loads(body) if status in (200, 503) and body else {}
