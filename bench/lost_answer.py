@@ -7,7 +7,8 @@ connection stays open) three seconds in, while a message is sent every 10 ms. ai
 produce request in flight per broker, so every later send waits for that answer until the request
 timeout; Faust gives its producer `producer_request_timeout`, 1,200 s by default. Prints the
 longest delivery time seen and whether every message sent in the first part of the run was
-delivered within `--watch` seconds."""
+delivered within `--watch` seconds. `--as-worker` bounds the wait for an answer as the worker does
+(streaming/producer.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.cluster import ClusterMetadata  # noqa: E402
 
 from commands.live import create_topic, free_port  # noqa: E402
+from streaming.producer import PRODUCER_ANSWER_TIMEOUT, bound_answer_wait  # noqa: E402
 
 PRODUCE = 0  # Kafka's api key of a Produce request
 
@@ -62,7 +64,7 @@ class AnswerDroppingProxy:
             writer.close()
 
 
-async def run(bootstrap: str, request_timeout: float, watch: float) -> None:
+async def run(bootstrap: str, request_timeout: float, watch: float, as_worker: bool) -> None:
     host, port = bootstrap.split(":")
     proxy = AnswerDroppingProxy((host, int(port)))
     proxy_port = free_port()
@@ -79,6 +81,8 @@ async def run(bootstrap: str, request_timeout: float, watch: float) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=f"127.0.0.1:{proxy_port}", request_timeout_ms=int(request_timeout * 1000)
     )
+    if as_worker:  # as the worker builds it (streaming/producer.py)
+        bound_answer_wait(producer, min(request_timeout, PRODUCER_ANSWER_TIMEOUT), request_timeout)
     await producer.start()
     started, waits, pending, blocked = time.monotonic(), [], [], False
     while time.monotonic() - started < 6:
@@ -94,7 +98,8 @@ async def run(bootstrap: str, request_timeout: float, watch: float) -> None:
         pending.append(delivery)
         await asyncio.sleep(0.01)
     done, not_done = await asyncio.wait(pending, timeout=0 if blocked else watch)
-    print(f"request timeout {request_timeout:g} s: {len(pending)} messages, {proxy.dropped} produce answer dropped; "
+    worker = f", as the worker bounds it ({PRODUCER_ANSWER_TIMEOUT:g} s an answer)" if as_worker else ""
+    print(f"request timeout {request_timeout:g} s{worker}: {len(pending)} messages, {proxy.dropped} produce answer dropped; "
           f"{len(done)} delivered, longest wait {max(waits, default=0):.1f} s; "
           + (f"a send blocked for {watch:g} s" if blocked else f"{len(not_done)} still waiting after {watch:g} s"))  # fmt: skip
     server.close()
@@ -106,8 +111,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--request-timeout", type=float, default=1200.0, help="the producer's request timeout, s")
     parser.add_argument("--watch", type=float, default=60.0, help="how long to wait for the deliveries, s")
+    parser.add_argument("--as-worker", action="store_true", help="bound the answer wait as the worker does")
     args = parser.parse_args()
-    asyncio.run(run(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), args.request_timeout, args.watch))
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    asyncio.run(run(bootstrap, args.request_timeout, args.watch, args.as_worker))
 
 
 if __name__ == "__main__":

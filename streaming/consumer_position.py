@@ -29,6 +29,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streaming.delivery import DirectDeliveryConsumer
+from streaming.producer import Producer
 
 log = logging.getLogger("logbert.consumer")
 
@@ -167,3 +168,4 @@ class Consumer(DirectDeliveryConsumer):
 
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+    Producer = Producer
