@@ -64,10 +64,8 @@ def insert_in_time_order(
     if base is None:
         base = _adopt(value, ts, sent_ms, offset)
     times, ties, names = value["times"], value["ties"], value["tie_origins"]
-    at, tie = (
-        ts - base[0],
-        [sent_ms - base[1], offset - base[2], _origin_index(names, origin)],
-    )  # keeps any µs apart: one era
+    index = _origin_index(names, origin)
+    at, tie = ts - base[0], [sent_ms - base[1], offset - base[2], index]  # keeps any µs apart: one era
     if not times or at > times[-1]:  # the usual case: the latest key
         position = len(times)
     else:
@@ -104,10 +102,11 @@ def _adopt(value: dict, ts: float, sent_ms: int, offset: int) -> list:
 
 def _origin_index(names: list[str], origin: str) -> int:
     """The origin's index in a value's "tie_origins", added at the end when new."""
-    if origin not in names:
+    try:
+        return names.index(origin)  # one scan: a session mostly has one origin, seen before
+    except ValueError:
         names.append(origin)
         return len(names) - 1
-    return names.index(origin)
 
 
 def _tie_order(tie: list, names: list[str]) -> tuple[int, int, str]:
