@@ -26,7 +26,10 @@ async def main():
     app = faust_app.app
     await app.on_first_start()
     consumer = app.consumer._thread._create_worker_consumer(app.transport)  # built, not started
-    print(json.dumps({"producer_buffer": app.producer.buffer.max_messages,
+    producer = app.producer._new_producer()  # built, not started
+    compression = producer._compression_type
+    await producer.stop()
+    print(json.dumps({"producer_buffer": app.producer.buffer.max_messages, "compression": compression,
                       "fetch_max_wait_ms": consumer._fetch_max_wait_ms, "gc": gc.get_threshold(),
                       "metadata_max_age_ms": consumer._client._metadata_max_age_ms}))
 
@@ -41,15 +44,21 @@ def after_start(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_producer_buffer_fetch_wait_and_gc_settings_reach_faust_aiokafka_and_python():
-    assert after_start(LOGBERT_PRODUCER_BUFFER="1234", LOGBERT_FETCH_MAX_WAIT="0.25", LOGBERT_GC_THRESHOLDS="5000,5,50") == {
-        "producer_buffer": 1234, "fetch_max_wait_ms": 250, "gc": [5000, 5, 50], "metadata_max_age_ms": 30_000
+def test_the_producer_buffer_fetch_wait_compression_and_gc_settings_reach_faust_aiokafka_and_python():
+    assert after_start(
+        LOGBERT_PRODUCER_BUFFER="1234", LOGBERT_FETCH_MAX_WAIT="0.25", LOGBERT_GC_THRESHOLDS="5000,5,50",
+        LOGBERT_PRODUCER_COMPRESSION="lz4",
+    ) == {
+        "producer_buffer": 1234, "compression": "lz4", "fetch_max_wait_ms": 250, "gc": [5000, 5, 50],
+        "metadata_max_age_ms": 30_000,
     }  # fmt: skip
-    # the defaults, not Faust's 100 messages and 1.5 s, nor Python's 700 allocations
+    # the defaults, not Faust's 100 messages, no compression and 1.5 s, nor Python's 700 allocations
     assert after_start() == {
-        "producer_buffer": 5000, "fetch_max_wait_ms": 100, "gc": [10000, 10, 100], "metadata_max_age_ms": 30_000
+        "producer_buffer": 5000, "compression": "zstd", "fetch_max_wait_ms": 100, "gc": [10000, 10, 100],
+        "metadata_max_age_ms": 30_000,
     }  # fmt: skip
     assert after_start(LOGBERT_GC_THRESHOLDS="")["gc"] == list(gc.get_threshold())  # Python's own
+    assert after_start(LOGBERT_PRODUCER_COMPRESSION="none")["compression"] is None  # Faust's own: uncompressed
 
 
 def test_gc_thresholds_must_be_three_numbers_or_nothing(monkeypatch):
@@ -59,6 +68,16 @@ def test_gc_thresholds_must_be_three_numbers_or_nothing(monkeypatch):
         monkeypatch.setenv("LOGBERT_GC_THRESHOLDS", wrong)
         with pytest.raises(ValueError, match="LOGBERT_GC_THRESHOLDS"):
             StreamSettings()
+
+
+def test_an_unknown_compression_is_refused_with_the_ones_it_takes(monkeypatch):
+    from streaming.settings import StreamSettings
+
+    monkeypatch.setenv("LOGBERT_PRODUCER_COMPRESSION", "brotli")
+    with pytest.raises(ValueError, match="LOGBERT_PRODUCER_COMPRESSION='brotli'.*zstd, lz4, gzip, snappy, none"):
+        StreamSettings()
+    monkeypatch.setenv("LOGBERT_PRODUCER_COMPRESSION", " ZSTD ")
+    assert StreamSettings().producer_compression == "zstd"
 
 
 def test_aiokafka_still_hands_the_fetch_wait_to_its_fetcher_at_start():
