@@ -23,3 +23,22 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu(trained_model):
     assert re.search(r"^fp16: \d+ decisions differ from CPU fp32$", out, re.M)
     assert re.search(r"^tf32: \d+ decisions differ from CPU fp32$", out, re.M)
     assert re.search(r"^\s+8\s+\d+(\s+\d+){5} \(\d+ distinct\)$", out, re.M), out  # fp32 tf32 fp16, 2 scorers
+
+
+def test_the_gpu_check_script_runs_offline_with_a_given_python(trained_model, tmp_path):
+    """LOGBERT_GPU_CHECK_PYTHON: a GPU image that cannot reach PyPI runs the check with its own
+    Python and a model trained elsewhere; without a model it says why and stops."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "nvidia-smi").write_text("#!/bin/sh\necho 'stand-in GPU, 0 MiB, 0'\n")
+    (fake_bin / "nvidia-smi").chmod(0o755)
+    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "LOGBERT_GPU_CHECK_PYTHON": sys.executable,
+           "LOGBERT_VENV_CACHE": str(tmp_path / "no-venv-here")}  # fmt: skip
+    command = ["bash", "bench/gpu_check.sh", str(trained_model), "--device", "cpu", "--sequences", "16",
+               "--batches", "8", "--seconds", "0.05"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "provider in use: CPUExecutionProvider" in done.stdout
+    assert not (tmp_path / "no-venv-here").exists()  # no virtualenv was built
+    refused = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "give a trained MODEL_DIR" in refused.stderr
