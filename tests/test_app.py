@@ -54,7 +54,7 @@ def test_the_producer_buffer_fetch_wait_compression_and_gc_settings_reach_faust_
     }  # fmt: skip
     # the defaults, not Faust's 100 messages, no compression and 1.5 s, nor Python's 700 allocations
     assert after_start() == {
-        "producer_buffer": 5000, "compression": "zstd", "fetch_max_wait_ms": 100, "gc": [10000, 10, 100],
+        "producer_buffer": 5000, "compression": "snappy", "fetch_max_wait_ms": 100, "gc": [10000, 10, 100],
         "metadata_max_age_ms": 30_000,
     }  # fmt: skip
     assert after_start(LOGBERT_GC_THRESHOLDS="")["gc"] == list(gc.get_threshold())  # Python's own
@@ -74,10 +74,12 @@ def test_an_unknown_compression_is_refused_with_the_ones_it_takes(monkeypatch):
     from streaming.settings import StreamSettings
 
     monkeypatch.setenv("LOGBERT_PRODUCER_COMPRESSION", "brotli")
-    with pytest.raises(ValueError, match="LOGBERT_PRODUCER_COMPRESSION='brotli'.*zstd, lz4, gzip, snappy, none"):
+    with pytest.raises(ValueError, match="LOGBERT_PRODUCER_COMPRESSION='brotli'.*snappy, zstd, lz4, gzip, none"):
         StreamSettings()
     monkeypatch.setenv("LOGBERT_PRODUCER_COMPRESSION", " ZSTD ")
     assert StreamSettings().producer_compression == "zstd"
+    monkeypatch.setenv("LOGBERT_PRODUCER_COMPRESSION", "")
+    assert StreamSettings().producer_compression == "none"
 
 
 def test_aiokafka_still_hands_the_fetch_wait_to_its_fetcher_at_start():
