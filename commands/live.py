@@ -150,6 +150,20 @@ def metric_total(samples: dict[str, float], name: str) -> float:
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
+def worker_report(port: int, log_path: Path, metric_names: tuple[str, ...], lines: int = 40) -> str:
+    """For a failing test's message: the worker's counts of `metric_names` and its log's last
+    warnings, errors and group changes."""
+    try:
+        samples = scrape(port)
+        counts = ", ".join(f"{name}={metric_total(samples, name):g}" for name in metric_names)
+    except (OSError, RuntimeError) as error:
+        counts = f"/metrics unreadable: {error}"
+    marks = ("WARN", "ERROR", "Traceback", "rebalanc", "Joined group", "Revoking", "Signal received")
+    text = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    noted = [line[:300] for line in text if any(mark in line for mark in marks)][-lines:]
+    return "\n".join([f"worker on port {port}: {counts}", f"{log_path}:", *noted])
+
+
 def wait_for_log(path: Path, text: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
