@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import generated_lines, generated_model  # noqa: E402
 from commands.live import (  # noqa: E402
     create_topic,
+    end_offsets,
     free_port,
     local_kafka,
     metric_total,
@@ -174,10 +175,10 @@ def alert_ids(bootstrap: str, topic: str) -> list[str]:
     """Every alert id published to `topic` (read to its end)."""
     from confluent_kafka import Consumer, TopicPartition
 
+    ends = end_offsets(bootstrap, topic)
+    partitions = list(ends)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-alerts"),
                          "enable.auto.commit": False})  # fmt: skip
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     ids, left = [], {p for p, end in ends.items() if end > 0}
     deadline = time.monotonic() + 120

@@ -84,6 +84,19 @@ def create_topic(bootstrap: str, name: str, partitions: int, client_config: dict
         future.result(30)
 
 
+def end_offsets(bootstrap: str, topic: str, client_config: dict | None = None) -> dict[int, int]:
+    """Each partition's end offset (high watermark) as the broker has it."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("ends"), "enable.auto.commit": False,
+                         **(client_config or {})})  # fmt: skip
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(partitions)}
+    finally:
+        consumer.close()
+
+
 @contextmanager
 def running_worker(bootstrap: str, env: dict[str, str], web_port: int, log_path: Path) -> Iterator[subprocess.Popen]:
     """`python faust_app.py worker` in a subprocess; terminated (then killed) on exit."""

@@ -12,7 +12,15 @@ import pytest
 from commands.common import key_sequences
 from commands.evaluate import read_options_from_model
 from commands.kafka_io import run_produce
-from commands.live import consume_json, create_topic, running_worker, unique, wait_for_log, worker_report
+from commands.live import (
+    consume_json,
+    create_topic,
+    end_offsets,
+    running_worker,
+    unique,
+    wait_for_log,
+    worker_report,
+)
 from models.detector import Detector
 from sequences.readers import read_dataset
 from streaming.alerts import load_schema
@@ -196,7 +204,12 @@ def test_undecodable_messages_go_to_the_dead_letter_topic(trained_model, tmp_pat
         letters = [v for _, v in consume_json(bootstrap, [dlq], lambda v: len(v) >= len(bad), 60)]
         scores = [v for _, v in consume_json(bootstrap, [scores_topic], lambda v: len(v) >= 1, 60)]
         counted = ("logbert_raw_messages_total", "logbert_dlq_messages_total", "logbert_lines_parsed_total")
-        report = worker_report(6079, log, counted) if len(letters) != len(bad) or not scores else ""
+        if len(letters) != len(bad) or not scores:
+            report = (
+                f"{worker_report(6079, log, counted)}\ndead-letter topic's end offsets: {end_offsets(bootstrap, dlq)}"
+            )
+        else:
+            report = ""
     assert sorted(base64.b64decode(v["value_base64"]) for v in letters) == sorted(bad), report
     assert all(v["reason"] and v["topic"] == topic for v in letters)
     assert [s["session"] for s in scores] == ["blk_42"], report
