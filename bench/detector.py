@@ -12,7 +12,8 @@ Three scorers per cell:
   torch  the reference: torch eager forward (no_grad) at every position, the same numpy rule
   onnx   the serving graph in ONNX Runtime (fused attention, last block only where the rule
          reads logits), the same rule: the graph's share of the gain
-  serve  Detector.score, what a worker runs: ONNX Runtime, each distinct sequence scored once
+  serve  Detector.score, what a worker runs: ONNX Runtime, each distinct sequence scored once, the
+         DIST distance (which only alerts report) measured for the flagged sequences only
 "rule share" is the part of the onnx scorer's time spent outside the model: the rule timed alone,
 on the model's outputs recorded once and replayed (planning rows, padding, counting, explaining).
 The ONNX side runs in a child process without torch, so its peak RSS is the worker's; the two

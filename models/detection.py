@@ -17,7 +17,7 @@ function that offers `ranks` (RanksFn) is asked for those instead of the logits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 
 import numpy as np
@@ -50,7 +50,7 @@ class SequenceScore:
     unseen: int
     max_surprise: float  # max over positions of -log p(actual key); inf when a key is unseen
     mean_surprise: float
-    distance: float  # mean over chunks of ||DIST - c||
+    distance: float | None  # mean over chunks of ||DIST - c||; None where not measured (distances="flagged")
     missed: list[MissedKey] = field(default_factory=list)  # the first explain_limit, for flagged sequences
     most_surprising: MissedKey | None = None  # the least likely actual key, miss or not (flagged sequences)
 
@@ -105,8 +105,8 @@ class _Rows:
     lengths: np.ndarray  # per sequence: its log keys (END and OPEN not counted)
 
 
-def _plan_rows(sequences: list[list[int]], settings: DetectionSettings) -> _Rows:
-    """The rows of all sequences, planned for all of them at once."""
+def _plan_rows(sequences: list[list[int]], settings: DetectionSettings, unmasked: bool = True) -> _Rows:
+    """The rows of all sequences, planned for all of them at once; without `unmasked`, the masked rows only."""
     per_chunk = settings.keys_per_chunk
     sizes = np.fromiter(map(len, sequences), np.int64, len(sequences))
     total = int(sizes.sum())
@@ -121,10 +121,10 @@ def _plan_rows(sequences: list[list[int]], settings: DetectionSettings) -> _Rows
     lengths = sizes - np.bincount(markers, minlength=len(sequences))
     last = tokens[np.maximum(start + size - 1, 0)] if total else np.zeros(len(owner), dtype=np.int64)
     maskable = size - ((size > 0) & (last == OPEN))  # OPEN is context only
-    patterns_per_chunk = np.minimum(maskable, settings.mask_stride) + 1
+    patterns_per_chunk = np.minimum(maskable, settings.mask_stride) + int(unmasked)
     chunk = np.repeat(np.arange(len(owner)), patterns_per_chunk)
     starts = np.cumsum(patterns_per_chunk) - patterns_per_chunk
-    pattern = np.arange(len(chunk)) - np.repeat(starts, patterns_per_chunk) - 1
+    pattern = np.arange(len(chunk)) - np.repeat(starts, patterns_per_chunk) - int(unmasked)
     return _Rows(tokens, start, size, chunk, pattern, maskable, owner, offset, lengths)
 
 
@@ -183,11 +183,17 @@ class _Totals:
 
 def score_sequences(
     sequences: list[list[int]], forward: ForwardFn, centre: np.ndarray, settings: DetectionSettings,
-    explain_all: bool = False,
+    explain_all: bool = False, distances: str = "all",
 ) -> list[SequenceScore]:  # fmt: skip
     """Scores key sequences (key indices, -1 = unseen) with any forward function. Missed positions
-    and the most surprising one are listed for the sequences the rule flags (for all with explain_all)."""
-    rows = _plan_rows(sequences, settings)
+    and the most surprising one are listed for the sequences the rule flags (for all with explain_all).
+    distances="flagged": the DIST distance only for the sequences the rule flags (None for the rest,
+    unless explain_all). The rule never reads it, and each chunk's unmasked row is then run only
+    for those: at mask stride 4, one row in five fewer for the others."""
+    if distances not in ("all", "flagged"):
+        raise ValueError(f"distances must be 'all' or 'flagged', not {distances!r}")
+    deferred = distances == "flagged" and not explain_all
+    rows = _plan_rows(sequences, settings, unmasked=not deferred)
     totals = _Totals(len(sequences))
     chunks_per_seq = np.bincount(rows.owner, minlength=len(sequences))
     ranks: RanksFn | None = getattr(forward, "ranks", None)
@@ -207,6 +213,8 @@ def score_sequences(
         _accumulate(rows, batch, row_index, masked_at, truth, ranked, dist, centre, settings, totals)
 
     flagged = np.ones(len(sequences), dtype=bool) if explain_all else _flagged(totals, settings)
+    if deferred:
+        _add_distances(rows, flagged, forward, centre, settings, totals)
     missed = _explanations(totals, flagged, settings)
     most: list[MissedKey | None] = [None] * len(sequences)
     has_most = np.flatnonzero(flagged & (totals.most_surprise > -np.inf))  # -inf: nothing was masked
@@ -217,7 +225,9 @@ def score_sequences(
             most[i] = key
     masked = totals.masked
     mean_surprise = np.divide(totals.surprise_sum, masked, out=np.zeros(len(sequences)), where=masked > 0)
-    distance = totals.distance_sum / np.maximum(chunks_per_seq, 1)
+    distance = (totals.distance_sum / np.maximum(chunks_per_seq, 1)).tolist()
+    if deferred:
+        distance = [far if measured else None for far, measured in zip(distance, flagged.tolist())]
     return [
         SequenceScore(length, n, misses, unseen, max_surprise, mean, far, missed.get(i, []), most[i])
         for i, (length, n, misses, unseen, max_surprise, mean, far) in enumerate(
@@ -228,7 +238,7 @@ def score_sequences(
                 totals.unseen.tolist(),
                 totals.surprise_max.tolist(),
                 mean_surprise.tolist(),
-                distance.tolist(),
+                distance,
             )
         )
     ]
@@ -315,10 +325,7 @@ def _accumulate(rows: _Rows, batch: np.ndarray, row_index: np.ndarray, positions
                 totals: _Totals) -> None:  # fmt: skip
     """row_index, positions, truth: per masked position of the batch, its row, position and true token."""
     chunk = rows.chunk[batch]
-    unmasked = rows.pattern[batch] < 0
-    away = dist[unmasked] - centre
-    distance = np.sqrt(np.add.reduce(away * away, axis=1))  # np.linalg.norm's own sum, without its checks
-    np.add.at(totals.distance_sum, rows.owner[chunk[unmasked]], distance)
+    _add_distance(rows, batch, dist, centre, totals)
     if not len(row_index):
         return
     owners = rows.owner[chunk[row_index]]
@@ -352,3 +359,25 @@ def _accumulate(rows: _Rows, batch: np.ndarray, row_index: np.ndarray, positions
         totals.most_truth[who] = truth[better]
         totals.most_probability[who] = probability[better]
         totals.most_top[who] = top
+
+
+def _add_distance(rows: _Rows, batch: np.ndarray, dist: np.ndarray, centre: np.ndarray, totals: _Totals) -> None:
+    """Adds ||DIST - c|| of the batch's unmasked rows to their sequences' sums."""
+    unmasked = rows.pattern[batch] < 0
+    away = dist[unmasked] - centre
+    distance = np.sqrt(np.add.reduce(away * away, axis=1))  # np.linalg.norm's own sum, without its checks
+    np.add.at(totals.distance_sum, rows.owner[rows.chunk[batch][unmasked]], distance)
+
+
+def _add_distances(
+    rows: _Rows, flagged: np.ndarray, forward: ForwardFn, centre: np.ndarray, settings: DetectionSettings,
+    totals: _Totals,
+) -> None:  # fmt: skip
+    """Runs the unmasked row of every chunk of the flagged sequences, for their distances."""
+    chunks = np.flatnonzero(flagged[rows.owner])
+    if not len(chunks):
+        return
+    unmasked = replace(rows, chunk=chunks, pattern=np.full(len(chunks), -1))
+    for batch in _batches(unmasked, settings.batch_rows):
+        tokens, _, positions = _batch_tokens(unmasked, batch, settings.mask_stride)
+        _add_distance(unmasked, batch, forward(tokens, positions)[1], centre, totals)

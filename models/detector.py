@@ -51,12 +51,15 @@ class Detector:
     def keys(self, contents: list[str]) -> list[int]:
         return [self.vocabulary.match_content(c) for c in contents]
 
-    def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
+    def score(self, sequences: list[list[int]], distances: str = "flagged") -> list[SequenceScore]:
         """Scores each distinct sequence once: sessions of a busy service repeat the same few key
-        sequences, and scoring is deterministic, so a repeat shares its score."""
+        sequences, and scoring is deterministic, so a repeat shares its score. The DIST distance,
+        which only alerts report, is measured for the flagged sequences (None for the rest) unless
+        `distances="all"`."""
         distinct: dict[tuple[int, ...], int] = {}
         slots = [distinct.setdefault(tuple(keys), len(distinct)) for keys in sequences]
-        scores = score_sequences([list(keys) for keys in distinct], self.forward, self.centre, self.settings)
+        scores = score_sequences([list(keys) for keys in distinct], self.forward, self.centre, self.settings,
+                                 distances=distances)  # fmt: skip
         return [scores[slot] for slot in slots]
 
     def is_anomalous(self, score: SequenceScore) -> bool:

@@ -245,11 +245,40 @@ def test_scores_are_deterministic_across_loads(trained_model, generated_hdfs):
     data = read_dataset(generated_hdfs[0], ReadOptions("hdfs"))
     first = Detector.load(trained_model, provider="cpu")
     sequences = key_sequences(data, data.sequences[-200:], first.vocabulary)
-    a = first.score(sequences)
-    b = Detector.load(trained_model, provider="cpu").score(list(reversed(sequences)))[::-1]
+    a = first.score(sequences, distances="all")
+    b = Detector.load(trained_model, provider="cpu").score(list(reversed(sequences)), distances="all")[::-1]
     assert [(s.misses, round(s.max_surprise, 5), round(s.distance, 5)) for s in a] == [
         (s.misses, round(s.max_surprise, 5), round(s.distance, 5)) for s in b
     ]
+
+
+def test_distances_measured_for_flagged_sequences_only_leave_the_rest_of_the_score_as_it_was(
+    trained_model, generated_hdfs
+):
+    """A worker measures the DIST distance only where it alerts: one row per chunk fewer elsewhere."""
+    from commands.common import key_sequences
+    from models.detector import Detector
+    from sequences.readers import ReadOptions, read_dataset
+
+    data = read_dataset(generated_hdfs[0], ReadOptions("hdfs"))
+    detector = Detector.load(trained_model, provider="cpu")
+    sequences = key_sequences(data, data.sequences, detector.vocabulary)
+    everywhere = detector.score(sequences, distances="all")
+    served = detector.score(sequences)
+    flagged = [detector.is_anomalous(s) for s in everywhere]
+    assert 0 < sum(flagged) < len(sequences)
+    assert [detector.is_anomalous(s) for s in served] == flagged
+    for all_of_it, only_flagged, is_flagged in zip(everywhere, served, flagged):
+        assert (only_flagged.masked, only_flagged.misses, only_flagged.unseen, only_flagged.missed) == (
+            all_of_it.masked, all_of_it.misses, all_of_it.unseen, all_of_it.missed
+        )  # fmt: skip
+        assert only_flagged.max_surprise == pytest.approx(all_of_it.max_surprise, abs=1e-5)
+        if is_flagged:
+            assert only_flagged.distance == pytest.approx(all_of_it.distance, abs=1e-5)
+        else:
+            assert only_flagged.distance is None
+    with pytest.raises(ValueError, match="distances"):
+        detector.score(sequences[:1], distances="some")
 
 
 def test_a_worker_scorer_lets_its_idle_threads_sleep(trained_model, generated_hdfs, monkeypatch):
