@@ -42,3 +42,33 @@ def test_the_gpu_check_script_runs_offline_with_a_given_python(trained_model, tm
     assert not (tmp_path / "no-venv-here").exists()  # no virtualenv was built
     refused = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "give a trained MODEL_DIR" in refused.stderr
+
+
+def test_the_gpu_carry_keeps_parts_and_refuses_a_wheel_joined_from_the_wrong_ones(tmp_path):
+    """bench/gpu_carry.sh: each device call keeps the part it carried; the last joins them and checks
+    the whole wheel's checksum before installing anything, so a lost or stale part is named, not installed."""
+    import hashlib
+
+    carry, store = tmp_path / "carry", tmp_path / "store"
+    (carry / "wheels").mkdir(parents=True)
+    wheel = bytes(range(256)) * 1000
+    for n, start in enumerate(range(0, len(wheel), 100_000)):
+        (carry / f"part-{n:02d}").write_bytes(wheel[start : start + 100_000])
+    (carry / "wheels" / "onnxruntime-gpu.name").write_text("onnxruntime_gpu-0-cp312-cp312-any.whl\n")
+    (carry / "wheels" / "onnxruntime-gpu.sha256").write_text(hashlib.sha256(wheel).hexdigest() + "\n")
+    env = {"PATH": "/usr/bin:/bin", "LOGBERT_GPU_CARRY_DIR": str(carry), "LOGBERT_GPU_CARRY_STORE": str(store)}
+
+    def carry_step(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "bench/gpu_carry.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    for n in ("00", "01"):
+        assert carry_step("take", n).returncode == 0
+    assert "held: part-00 part-01" in carry_step("take", "01").stdout
+    missing = carry_step("take", "07")
+    assert missing.returncode == 2 and "part-07 did not travel" in missing.stderr
+    short = carry_step("check")
+    assert short.returncode == 2 and "does not match its checksum" in short.stderr, short.stderr
+    assert carry_step("take", "02").returncode == 0
+    joined = carry_step("check")  # the wheel is whole now: it goes on to pip, which refuses this fake one
+    assert "does not match its checksum" not in joined.stderr
+    assert (store / "onnxruntime_gpu-0-cp312-cp312-any.whl").read_bytes() == wheel
