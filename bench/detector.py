@@ -14,6 +14,7 @@ Three scorers per cell:
          reads logits), the same rule: the graph's share of the gain
   serve  Detector.score, what a worker runs: ONNX Runtime, each distinct sequence scored once, the
          DIST distance (which only alerts report) measured for the flagged sequences only
+"flagged" counts the cell's sequences that the rule flags: the serve column skips the others' DIST rows.
 "rule share" is the part of the onnx scorer's time spent outside the model: the rule timed alone,
 on the model's outputs recorded once and replayed (planning rows, padding, counting, explaining).
 The ONNX side runs in a child process without torch, so its peak RSS is the worker's; the two
@@ -193,7 +194,7 @@ def main() -> None:
               f"{config['model']['n_layer']} layers, max_len {settings.max_len}, mask stride {settings.mask_stride}, "
               f"top-g {settings.top_g}; ONNX Runtime provider {provider}, {os.cpu_count()} CPUs")  # fmt: skip
         print(f"{'length':>7} {'batch':>5} {'distinct':>8} {'torch seq/s':>11} {'onnx seq/s':>10} {'serve seq/s':>11} "
-              f"{'onnx/torch':>10} {'serve/torch':>11} {'rule share':>10}  decisions")  # fmt: skip
+              f"{'onnx/torch':>10} {'serve/torch':>11} {'rule share':>10}  decisions flagged")  # fmt: skip
         eager = torch_forward(model)
         best_of_length: dict[str, tuple[float, int]] = {}  # length -> (best serve/torch, its batch)
         for index, cell in enumerate(plan):
@@ -210,7 +211,7 @@ def main() -> None:
             print(f"{cell['length']:>7} {cell['batch']:>5} {result['distinct']:>8} {torch_rate:>11.0f} "
                   f"{result['onnx']:>10.0f} {result['serve']:>11.0f} {result['onnx'] / torch_rate:>10.2f} "
                   f"{result['serve'] / torch_rate:>11.2f} {result['onnx'] / result['rule']:>10.0%}  "
-                  f"{'equal' if same else 'DIFFER'}", flush=True)  # fmt: skip
+                  f"{'equal' if same else 'DIFFER':<9} {sum(result['decisions']):>7}", flush=True)  # fmt: skip
             ratio = result["serve"] / torch_rate
             if ratio > best_of_length.get(cell["length"], (0.0, 0))[0]:
                 best_of_length[cell["length"]] = (ratio, cell["batch"])
