@@ -210,7 +210,9 @@ def score_sequences(
         else:
             logits, dist = forward(tokens, positions)
             ranked = _rank_logits(logits[row_index, column], truth, settings.top_g)
-        _accumulate(rows, batch, row_index, masked_at, truth, ranked, dist, centre, settings, totals)
+        if not deferred:  # else only the flagged sequences' unmasked rows, in _add_distances
+            _add_distance(rows, batch, dist, centre, totals)
+        _accumulate(rows, batch, row_index, masked_at, truth, ranked, settings, totals)
 
     flagged = np.ones(len(sequences), dtype=bool) if explain_all else _flagged(totals, settings)
     if deferred:
@@ -321,11 +323,9 @@ def _rank_logits(logits: np.ndarray, truth: np.ndarray, top_g: int) -> _Asked:
 
 
 def _accumulate(rows: _Rows, batch: np.ndarray, row_index: np.ndarray, positions: np.ndarray, truth: np.ndarray,
-                asked: _Asked, dist: np.ndarray, centre: np.ndarray, settings: DetectionSettings,
-                totals: _Totals) -> None:  # fmt: skip
+                asked: _Asked, settings: DetectionSettings, totals: _Totals) -> None:  # fmt: skip
     """row_index, positions, truth: per masked position of the batch, its row, position and true token."""
     chunk = rows.chunk[batch]
-    _add_distance(rows, batch, dist, centre, totals)
     if not len(row_index):
         return
     owners = rows.owner[chunk[row_index]]
