@@ -45,9 +45,10 @@ prepare() {
   sha256sum "$wheel" | cut -d' ' -f1 > "$carry/wheels/onnxruntime-gpu.sha256"
   split -b "$part_size" -d -a 2 "$wheel" "$carry/part-"
   rm "$wheel"
-  scripts/venv.sh python faust_app.py generate --kind hdfs --out "$carry/gen" --sessions 2000 --anomaly-rate 0.0
-  scripts/venv.sh python faust_app.py train --input "$carry/gen/hdfs.log" --format hdfs --out "$carry/model"
-  rm -rf "$carry/gen"
+  # the benchmarks' small model (2,000 generated normal blocks) in $carry/model
+  scripts/venv.sh python -c "import sys; from pathlib import Path; from bench.common import generated_model; \
+generated_model(Path(sys.argv[1]))" "$carry"
+  rm -f "$carry/train.log"
   local parts=("$carry"/part-*) last
   last="${parts[-1]}"
   echo
