@@ -9,7 +9,7 @@ from logkeys.vocabulary import Vocabulary
 from models.artefact import ModelDirectoryError, centre_of, detection_settings, load_model_directory
 from models.detection import ForwardFn, SequenceScore, is_anomalous, score_sequences
 from models.scorer import OnnxScorer
-from models.vocab import END_KEY, OPEN_KEY
+from models.vocab import END_KEY, N_SPECIAL, OPEN_KEY
 
 
 class Detector:
@@ -21,6 +21,7 @@ class Detector:
         self.settings = detection_settings(config)
         self.centre = centre_of(config)
         self.version = config.get("version", "unknown")
+        self.key_count = config["model"]["vocab_size"] - N_SPECIAL  # the templates the model knows
 
     @classmethod
     def load(
@@ -58,6 +59,12 @@ class Detector:
         `distances="all"`."""
         distinct: dict[tuple[int, ...], int] = {}
         slots = [distinct.setdefault(tuple(keys), len(distinct)) for keys in sequences]
+        highest = max((max(keys) for keys in distinct if keys), default=-1)
+        if highest >= self.key_count:  # else ONNX Runtime fails deep in a gather, naming no key
+            raise ValueError(
+                f"key {highest} is not one of this model's {self.key_count} templates (0 to "
+                f"{self.key_count - 1}; -1 unseen): were the keys made with another model's vocabulary?"
+            )
         scores = score_sequences([list(keys) for keys in distinct], self.forward, self.centre, self.settings,
                                  distances=distances)  # fmt: skip
         return [scores[slot] for slot in slots]

@@ -281,6 +281,18 @@ def test_distances_measured_for_flagged_sequences_only_leave_the_rest_of_the_sco
         detector.score(sequences[:1], distances="some")
 
 
+def test_a_key_outside_the_models_vocabulary_is_refused_with_its_index(trained_model):
+    """Keys made with another model's vocabulary failed inside ONNX Runtime's gather, naming nothing."""
+    from models.detector import Detector
+
+    detector = Detector.load(trained_model, provider="cpu")
+    last = detector.key_count - 1
+    assert detector.key_count == len(detector.vocabulary)
+    assert len(detector.score([[0, last, -1], []])) == 2  # the last template and an unseen key are fine
+    with pytest.raises(ValueError, match=rf"key {last + 1} is not one of this model's {last + 1} templates"):
+        detector.score([[0, 1], [last + 1, 0]])
+
+
 def test_a_worker_scorer_lets_its_idle_threads_sleep(trained_model, generated_hdfs, monkeypatch):
     """Spinning pool threads took a fifth of a core from a busy worker's event loop; a worker turns
     them off unless LOGBERT_SCORER_SPINNING asks, and its scores stay the same."""
