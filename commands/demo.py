@@ -91,6 +91,7 @@ def run_live(workdir: Path, model_dir: Path, blocks: int = 400) -> dict | None:
             "LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(model_dir.resolve()),
             "LOGBERT_ALERTS_TOPIC": alerts_topic, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
             "LOGBERT_QUIET_FLUSH": "3", "LOGBERT_PROVIDER": "cpu",
+            "LOGBERT_DATA_DIR": str((workdir / "faust-data").resolve()),  # not {app id}-data in the clone
         }  # fmt: skip
         worker_log = workdir / "worker.log"
         stack.enter_context(running_worker(bootstrap, env, free_port(), worker_log))

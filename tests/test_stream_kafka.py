@@ -59,7 +59,8 @@ def stream_decisions(model_dir, log_path, tmp_path, topic: str | None = None, wo
     logs = [tmp_path / f"{app_id}-{n}.log" for n in range(workers)]
     with ExitStack() as stack:
         for n, log in enumerate(logs):
-            stack.enter_context(running_worker(bootstrap, env, 6070 + n, log))
+            own = {**env, "LOGBERT_DATA_DIR": str(tmp_path / f"data-{n}")}  # not {app id}-data in the clone
+            stack.enter_context(running_worker(bootstrap, own, 6070 + n, log))
         if fresh:
             for log in logs:
                 wait_for_log(log, "Worker]: Ready", timeout=120)
@@ -188,7 +189,7 @@ def test_undecodable_messages_go_to_the_dead_letter_topic(trained_model, tmp_pat
     env = {
         "LOGBERT_APP_ID": app_id, "LOGBERT_INPUT_TOPICS": topic, "LOGBERT_MODEL_DIR": str(trained_model),
         "LOGBERT_DLQ_TOPIC": dlq, "LOGBERT_SCORES_TOPIC": scores_topic, "LOGBERT_PUBLISH_SCORES": "1",
-        "LOGBERT_QUIET_FLUSH": "2", "LOGBERT_PROVIDER": "cpu",
+        "LOGBERT_QUIET_FLUSH": "2", "LOGBERT_PROVIDER": "cpu", "LOGBERT_DATA_DIR": str(tmp_path / "data"),
     }  # fmt: skip
     bad = [b"\xff\xfe\x00 not utf-8", b"", b'{"no_line_here": 1}', b"[1, 2, 3]"]
     good = (
