@@ -1,5 +1,6 @@
 """Soak run: one worker on a real broker at a steady input rate for a long time; prints its memory,
-consumer lag and progress over time, and whether memory stayed flat and lag did not grow.
+consumer lag and progress over time, and whether memory stayed flat and lag did not grow; the
+samples go to OUT/soak.json and their curves to OUT/soak.png.
 
     scripts/venv.sh python bench/soak.py --minutes 10 --rate 1000 [--model DIR] [--out DIR]
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import generated_model  # noqa: E402
+from bench.plots import plot_soak  # noqa: E402
 from commands.kafka_io import run_produce  # noqa: E402
 from commands.live import (  # noqa: E402
     create_topic,
@@ -33,6 +35,8 @@ from commands.live import (  # noqa: E402
     wait_until_ready,
 )
 from streaming.settings import StreamSettings  # noqa: E402
+
+WARM_UP_S = 60  # samples before this are left out of the flatness figures
 
 
 def prepare(out: Path, lines_needed: int, model: Path | None) -> tuple[Path, Path]:
@@ -97,7 +101,7 @@ def main() -> None:
         drained_after = round(time.monotonic() - started - args.minutes * 60, 1)
         alive = worker.poll() is None
 
-    steady = [s for s in samples if s["t"] >= 60] or samples  # after warm-up
+    steady = [s for s in samples if s["t"] >= WARM_UP_S] or samples
     third = max(1, len(steady) // 3)
     first, last = steady[:third], steady[-third:]
     growth = statistics.mean(s["rss_mib"] for s in last) - statistics.mean(s["rss_mib"] for s in first)
@@ -111,6 +115,7 @@ def main() -> None:
         "lines_parsed": metrics["logbert_lines_parsed_total"], "drained_after_s": drained_after, "sequences_scored": samples[-1]["scored"], "alerts": samples[-1]["alerts"],
     }  # fmt: skip
     (args.out / "soak.json").write_text(json.dumps({"result": result, "samples": samples}, indent=1))
+    plot_soak(samples, WARM_UP_S, f"soak: {args.rate:.0f} lines/s for {args.minutes:g} min", args.out / "soak.png")
     print(json.dumps(result, indent=1))
     flat = growth < 50 and result["lag_last_third_mean"] <= max(2 * args.rate, result["lag_first_third_mean"] * 1.5)
     print("memory flat and lag not growing" if flat and alive else "NOT STEADY: see the samples above")

@@ -72,3 +72,16 @@ def test_the_gpu_carry_keeps_parts_and_refuses_a_wheel_joined_from_the_wrong_one
     joined = carry_step("check")  # the wheel is whole now: it goes on to pip, which refuses this fake one
     assert "does not match its checksum" not in joined.stderr
     assert (store / "onnxruntime_gpu-0-cp312-cp312-any.whl").read_bytes() == wheel
+
+
+def test_the_long_runs_plot_their_samples(tmp_path):
+    """bench/soak.py and bench/pipeline.py's latency run draw what they measured (soak.png, latency.png)."""
+    from bench.plots import plot_latency, plot_soak
+
+    samples = [{"t": 15 * i, "rss_mib": 110 + min(i, 28), "lag": 1400 + 10 * (i % 5)} for i in range(1, 41)]
+    plot_soak(samples, 60, "soak", tmp_path / "soak.png")
+    points = [(i / 10, 0.1 + (i % 97) / 200) for i in range(600)]
+    plot_latency(points, 0.3, 0.58, 1.0, "latency", tmp_path / "latency.png")
+    for name in ("soak.png", "latency.png"):
+        image = (tmp_path / name).read_bytes()
+        assert image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 10_000, name
