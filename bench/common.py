@@ -1,7 +1,10 @@
-"""What several benchmarks share: generated HDFS-like lines, and a model trained on generated normal ones."""
+"""What several benchmarks share: generated HDFS-like lines, and a model trained on generated normal ones.
+
+python -m bench.common OUT      trains OUT/model (the shell scripts' small model) unless it exists"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -30,3 +33,7 @@ def generated_lines(count: int) -> list[str]:
     if len(lines) < count:
         raise SystemExit(f"the generator gave {len(lines)} lines, fewer than {count}")
     return lines[:count]
+
+
+if __name__ == "__main__":
+    generated_model(Path(sys.argv[1]))

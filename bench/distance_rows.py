@@ -25,10 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from detector import blocks_of, cells, train_model  # noqa: E402
-
+from bench.detector import blocks_of, cells, train_model  # noqa: E402
 from models.detector import Detector  # noqa: E402
 
 CELLS = (("session", 1, 400), ("session", 8, 200), ("session", 64, 60), ("session", 512, 15), ("128", 64, 3))

@@ -46,8 +46,7 @@ prepare() {
   split -b "$part_size" -d -a 2 "$wheel" "$carry/part-"
   rm "$wheel"
   # the benchmarks' small model (2,000 generated normal blocks) in $carry/model
-  scripts/venv.sh python -c "import sys; from pathlib import Path; from bench.common import generated_model; \
-generated_model(Path(sys.argv[1]))" "$carry"
+  scripts/venv.sh python -m bench.common "$carry"
   rm -f "$carry/train.log"
   local parts=("$carry"/part-*) last
   last="${parts[-1]}"

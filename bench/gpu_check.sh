@@ -27,7 +27,6 @@ if [ -z "$model" ]; then
   model="$work/model"
   # the benchmarks' small model (2,000 generated normal blocks), reused when it exists
   mkdir -p "$work"
-  "${python[@]}" -c "import sys; from pathlib import Path; from bench.common import generated_model; \
-generated_model(Path(sys.argv[1]))" "$work"
+  "${python[@]}" -m bench.common "$work"
 fi
 "${python[@]}" bench/gpu_check.py --model "$model" "${@:2}"
